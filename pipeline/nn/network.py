@@ -1,0 +1,114 @@
+"""A feed-forward network: a stack of layers, a cost on the output and a weight penalty."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.nn.costs import Cost
+from pipeline.nn.layers import Conv2D, Dense, Layer
+from pipeline.nn.optimizers import SGD
+from pipeline.nn.regularizers import Regularizer
+
+
+class Network:
+    """Layers applied in order; the last layer is a :class:`Dense` output layer.
+
+    ``train_batch`` is one step of mini-batch SGD: forward pass, output error delta^L from the
+    cost (BP1), backward pass through the layers (BP2-BP4), penalty gradient, update.
+    """
+
+    def __init__(
+        self,
+        layers: list[Layer],
+        cost: Cost,
+        regularizer: Regularizer | None = None,
+    ) -> None:
+        if not layers or not isinstance(layers[-1], Dense):
+            raise ValueError("the last layer of a Network must be a Dense output layer")
+        self.layers = layers
+        self.cost = cost
+        self.regularizer = regularizer or Regularizer()
+        # The input needs no gradient: skip the product that would compute it.
+        for layer in layers:
+            if isinstance(layer, Dense | Conv2D):
+                layer.needs_input_grad = False
+                break
+
+    # --- parameters -------------------------------------------------------------------------
+    def parameters(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """(name, value, gradient) for every parameter, e.g. ("2.W", W, dC/dW)."""
+        return [
+            (f"{i}.{key}", layer.params[key], layer.grads[key])
+            for i, layer in enumerate(self.layers)
+            for key in layer.params
+        ]
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """The weight arrays (what the L1/L2 penalty applies to), biases excluded."""
+        return [layer.params["W"] for layer in self.layers if "W" in layer.params]
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {name: value.copy() for name, value, _ in self.parameters()}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        own = {name: value for name, value, _ in self.parameters()}
+        if set(own) != set(state):
+            raise ValueError(
+                f"parameter names differ: expected {sorted(own)}, got {sorted(state)}"
+            )
+        for name, value in own.items():
+            if state[name].shape != value.shape:
+                raise ValueError(
+                    f"parameter {name!r} has shape {state[name].shape}, expected {value.shape}"
+                )
+            value[...] = state[name]
+
+    # --- forward ---------------------------------------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """Output activations a^L for a mini-batch x."""
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def loss(self, x: np.ndarray, y: np.ndarray, n: int, training: bool = False) -> float:
+        """Mean cost over the batch plus the weight penalty for a training set of size n."""
+        return self.cost.fn(self.forward(x, training), y) + self.regularizer.penalty(
+            self.weights, n
+        )
+
+    # --- backward --------------------------------------------------------------------------
+    def backprop(self, x: np.ndarray, y: np.ndarray, n: int) -> float:
+        """Fill every layer's ``grads`` with d(loss)/d(param) for the batch; return the loss.
+
+        ``y`` is one-hot (m, n_outputs); ``n`` is the training set size for the penalty.
+        """
+        a = self.forward(x, training=True)
+        out = self.layers[-1]
+        loss = self.cost.fn(a, y)
+        delta = self.cost.delta(out._z, a, y, out.activation)  # BP1, per sample
+        delta *= a.dtype.type(1.0 / len(x))  # the batch mean
+        grad = out.backward_delta(delta)
+        for layer in reversed(self.layers[:-1]):
+            grad = layer.backward(grad)
+        if self.regularizer.active:
+            for layer in self.layers:
+                if "W" in layer.params:
+                    self.regularizer.add_gradient(layer.params["W"], layer.grads["W"], n)
+            loss += self.regularizer.penalty(self.weights, n)
+        return loss
+
+    def train_batch(self, x: np.ndarray, y: np.ndarray, n: int, optimizer: SGD) -> float:
+        """One SGD step on the mini-batch (x, y); returns the batch loss before the step."""
+        loss = self.backprop(x, y, n)
+        params = self.parameters()
+        optimizer.step([p for _, p, _ in params], [g for _, _, g in params])
+        return loss
+
+    def gradient_norms(self) -> dict[str, float]:
+        """||dC/dW|| per parameterised layer after the last :meth:`backprop`."""
+        return {
+            f"layer{i}": float(np.linalg.norm(layer.grads["W"]))
+            for i, layer in enumerate(self.layers)
+            if "W" in layer.grads
+        }

@@ -1,0 +1,77 @@
+"""Mini-batch stochastic gradient descent and the book's learning-rate schedule."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class SGD:
+    """w -> w - eta * dC/dw, or with momentum mu (chapter 3, "momentum-based gradient descent"):
+    v -> mu v - eta dC/dw, w -> w + v.
+
+    Gradients are those of the mini-batch mean cost, so eta multiplies an average, as the
+    book's eta/m times a sum. Parameters are updated in place.
+    """
+
+    def __init__(self, learning_rate: float, momentum: float = 0.0) -> None:
+        self.learning_rate = float(learning_rate)
+        self.momentum = float(momentum)
+        self._velocity: dict[int, np.ndarray] = {}
+
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        eta = params[0].dtype.type(self.learning_rate) if params else self.learning_rate
+        for w, g in zip(params, grads, strict=True):
+            if self.momentum == 0.0:
+                g *= eta
+                w -= g
+                continue
+            v = self._velocity.get(id(w))
+            if v is None:
+                v = self._velocity[id(w)] = np.zeros_like(w)
+            v *= w.dtype.type(self.momentum)
+            g *= eta
+            v -= g
+            w += v
+
+
+class LearningRateSchedule:
+    """The book's schedule (chapter 3, "How to choose a neural network's hyper-parameters"):
+    keep eta while validation accuracy improves; after ``patience`` epochs without
+    improvement divide eta by ``factor``; stop once eta has fallen below
+    ``min_fraction`` * eta0 (the book uses 1/128).
+
+    ``kind="constant"`` never changes eta and never asks to stop.
+    """
+
+    def __init__(
+        self,
+        eta0: float,
+        kind: str = "constant",
+        patience: int = 10,
+        factor: float = 2.0,
+        min_fraction: float = 1.0 / 128,
+    ) -> None:
+        if kind not in ("constant", "halving"):
+            raise ValueError(f"unknown schedule {kind!r}; expected 'constant' or 'halving'")
+        self.eta0 = eta0
+        self.eta = eta0
+        self.kind = kind
+        self.patience = patience
+        self.factor = factor
+        self.min_fraction = min_fraction
+        self._best = -np.inf
+        self._epochs_without_improvement = 0
+
+    def update(self, validation_score: float | None) -> bool:
+        """Record one epoch's validation score; return True when training should stop."""
+        if self.kind == "constant" or validation_score is None:
+            return False
+        if validation_score > self._best:
+            self._best = validation_score
+            self._epochs_without_improvement = 0
+            return False
+        self._epochs_without_improvement += 1
+        if self._epochs_without_improvement >= self.patience:
+            self.eta /= self.factor
+            self._epochs_without_improvement = 0
+        return self.eta < self.eta0 * self.min_fraction
