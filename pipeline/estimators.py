@@ -128,9 +128,7 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
         dtype = np.dtype(self.dtype)
         layers: list[Layer] = []
         for size in self._hidden_sizes():
-            layers.append(
-                Dense(n_in, size, get_activation(self.activation), rng, self.init, dtype)
-            )
+            layers.append(Dense(n_in, size, get_activation(self.activation), rng, self.init, dtype))
             if self.dropout > 0:
                 layers.append(Dropout(self.dropout, rng))
             n_in = size
@@ -649,7 +647,9 @@ class CNNClassifier(_NetworkClassifier):
                     f"conv_layers: a {kernel}x{kernel} kernel does not fit the {h}x{w} "
                     f"feature map (image_shape {self._input_shape[:2]})"
                 )
-            conv = Conv2D(c, filters, kernel, get_activation(self.activation), rng, self.init, dtype)
+            conv = Conv2D(
+                c, filters, kernel, get_activation(self.activation), rng, self.init, dtype
+            )
             layers.append(conv)
             shape = conv.output_shape(shape)
             if pool > 1:

@@ -54,9 +54,7 @@ class Network:
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         own = {name: value for name, value, _ in self.parameters()}
         if set(own) != set(state):
-            raise ValueError(
-                f"parameter names differ: expected {sorted(own)}, got {sorted(state)}"
-            )
+            raise ValueError(f"parameter names differ: expected {sorted(own)}, got {sorted(state)}")
         for name, value in own.items():
             if state[name].shape != value.shape:
                 raise ValueError(

@@ -77,7 +77,11 @@ def test_sigmoid_does_not_overflow():
 # Cross-entropy and log-likelihood need outputs in (0, 1): sigmoid or softmax.
 COST_OUTPUT_PAIRS = [
     *[("quadratic", out) for out in ("sigmoid", "softmax", "identity", "tanh")],
-    *[(cost, out) for cost in ("cross_entropy", "log_likelihood") for out in ("sigmoid", "softmax")],
+    *[
+        (cost, out)
+        for cost in ("cross_entropy", "log_likelihood")
+        for out in ("sigmoid", "softmax")
+    ],
 ]
 
 

@@ -1,0 +1,189 @@
+"""The files the pipeline writes: atomic writes, npz arrays, JSON, and fitted models.
+
+Every output goes through :func:`atomic_path`: it is written to a temporary file in the
+target's directory and renamed over the target only when complete, so an interrupted run
+never leaves a half-written file that a later stage could take as valid.
+
+Models are stored without pickle: ``NAME.npz`` holds the weights, ``NAME.json`` the
+estimator's class, parameters, classes and training curves. Arrays are always loaded with
+``allow_pickle=False``, so a tampered file cannot execute code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.estimators import CNNClassifier, MLPClassifier
+
+MODEL_FORMAT_VERSION = 1
+ESTIMATOR_CLASSES = {cls.__name__: cls for cls in (MLPClassifier, CNNClassifier)}
+
+
+class ArtifactError(ValueError):
+    """A file the pipeline reads is missing, malformed or not what it claims to be."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it to ``path``.
+
+    On any error the temporary file is removed and ``path`` is left as it was.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: file not found" + (" (a directory)" if path.is_dir() else ""))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ArtifactError(f"{path}: not valid JSON ({err})") from None
+
+
+def save_arrays(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Write arrays to an uncompressed ``.npz``, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def load_arrays(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Arrays of an ``.npz`` file, never unpickling; ``required`` keys must be present."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: file not found" + (" (a directory)" if path.is_dir() else ""))
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except ValueError as err:  # object arrays need pickle: refused
+        raise ArtifactError(f"{path}: refused, holds pickled objects ({err})") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        raise ArtifactError(f"{path}: not a valid .npz file ({err})") from None
+    missing = [key for key in required if key not in arrays]
+    if missing:
+        raise ArtifactError(f"{path}: missing arrays {missing}; has {sorted(arrays)}")
+    return arrays
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple | set):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _tuples(value: Any) -> Any:
+    """JSON lists back to the tuples the estimators' defaults use: [[20, 5, 2]] -> ((20, 5, 2),)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+# --- models --------------------------------------------------------------------------------
+def _model_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """``models/model`` or ``models/model.npz`` -> (models/model.npz, models/model.json)."""
+    base = Path(path)
+    if base.suffix in (".npz", ".json"):
+        base = base.with_suffix("")
+    return base.with_suffix(".npz"), base.with_suffix(".json")
+
+
+def save_model(estimator: MLPClassifier | CNNClassifier, path: str | os.PathLike) -> Path:
+    """Write a fitted estimator as ``path.npz`` (weights) + ``path.json`` (everything else).
+
+    Returns the path of the ``.npz`` file.
+    """
+    if not hasattr(estimator, "network_"):
+        raise ValueError("save_model needs a fitted estimator")
+    npz_path, json_path = _model_paths(path)
+    params = estimator.get_params()
+    if not (params["random_state"] is None or isinstance(params["random_state"], int)):
+        params["random_state"] = None  # a RandomState object has no JSON form
+    classes = estimator.classes_
+    meta = {
+        "format_version": MODEL_FORMAT_VERSION,
+        "estimator": type(estimator).__name__,
+        "params": params,
+        "classes": classes.tolist(),
+        "classes_dtype": classes.dtype.str if classes.dtype.kind != "O" else "str",
+        "n_features_in": int(estimator.n_features_in_),
+        "n_iter": int(estimator.n_iter_),
+        "loss_curve": estimator.loss_curve_,
+        "validation_scores": estimator.validation_scores_,
+        "validation_loss_curve": estimator.validation_loss_curve_,
+        "best_validation_score": estimator.best_validation_score_,
+        "learning_rate_curve": estimator.learning_rate_curve_,
+        "gradient_norms": estimator.gradient_norms_,
+    }
+    save_arrays(npz_path, **estimator.network_.get_state())
+    write_json(json_path, meta)
+    return npz_path
+
+
+def load_model(path: str | os.PathLike) -> MLPClassifier | CNNClassifier:
+    """Rebuild an estimator written by :func:`save_model`; refuses anything else."""
+    npz_path, json_path = _model_paths(path)
+    meta = read_json(json_path)
+    try:
+        if meta["estimator"] not in ESTIMATOR_CLASSES:
+            raise ArtifactError(
+                f"{json_path}: unknown estimator {meta['estimator']!r}; "
+                f"expected one of {sorted(ESTIMATOR_CLASSES)}"
+            )
+        cls = ESTIMATOR_CLASSES[meta["estimator"]]
+        if meta["format_version"] != MODEL_FORMAT_VERSION:
+            raise ArtifactError(
+                f"{json_path}: format_version {meta['format_version']!r} is not "
+                f"{MODEL_FORMAT_VERSION}"
+            )
+        estimator = cls(**{key: _tuples(value) for key, value in meta["params"].items()})
+        estimator._validate_params()
+        dtype = object if meta["classes_dtype"] == "str" else np.dtype(meta["classes_dtype"])
+        classes = np.asarray(meta["classes"], dtype=dtype)
+        n_features = int(meta["n_features_in"])
+    except KeyError as err:
+        raise ArtifactError(f"{json_path}: missing or unknown field {err}") from None
+    except (TypeError, ValueError) as err:
+        raise ArtifactError(f"{json_path}: invalid model description ({err})") from None
+    estimator._initialize(n_features, classes)
+    try:
+        estimator.network_.set_state(load_arrays(npz_path))
+    except ValueError as err:
+        raise ArtifactError(f"{npz_path}: weights do not fit {json_path} ({err})") from None
+    estimator.n_iter_ = int(meta.get("n_iter", 0))
+    estimator.loss_curve_ = list(meta.get("loss_curve") or [])
+    estimator.validation_scores_ = meta.get("validation_scores")
+    estimator.validation_loss_curve_ = meta.get("validation_loss_curve")
+    estimator.best_validation_score_ = meta.get("best_validation_score")
+    estimator.learning_rate_curve_ = list(meta.get("learning_rate_curve") or [])
+    estimator.gradient_norms_ = meta.get("gradient_norms")
+    return estimator

@@ -1,0 +1,320 @@
+"""The estimators: learning, parameters, bad input, epoch hooks, sklearn composition."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MinMaxScaler
+from sklearn.utils._param_validation import InvalidParameterError
+
+from pipeline import CNNClassifier, DivergenceError, EpochInfo, MLPClassifier
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    return train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
+
+
+# --- learning ------------------------------------------------------------------------------
+def test_mlp_learns_digits(digits):
+    X_tr, X_te, y_tr, y_te = digits
+    clf = MLPClassifier(hidden_layer_sizes=(100,), learning_rate=0.5, epochs=30, random_state=0)
+    assert clf.fit(X_tr, y_tr).score(X_te, y_te) >= 0.96
+
+
+def test_cnn_learns_digits(digits):
+    X_tr, X_te, y_tr, y_te = digits
+    clf = CNNClassifier(
+        conv_layers=((20, 3, 2),), learning_rate=0.05, epochs=20, batch_size=10, random_state=0
+    )
+    assert clf.fit(X_tr, y_tr).score(X_te, y_te) >= 0.97
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"cost": "quadratic", "learning_rate": 3.0},  # chapter 1
+        {"cost": "log_likelihood", "activation": "relu", "learning_rate": 0.1},
+        {"activation": "tanh", "learning_rate": 0.1, "momentum": 0.5, "l2": 1.0},
+        {"dropout": 0.2, "l1": 0.1},
+        {"dtype": "float64"},
+    ],
+)
+def test_mlp_variants_learn(params, digits):
+    X_tr, X_te, y_tr, y_te = digits
+    clf = MLPClassifier(hidden_layer_sizes=(50,), epochs=15, random_state=0, **params)
+    assert clf.fit(X_tr, y_tr).score(X_te, y_te) >= 0.93
+
+
+def test_cross_entropy_learns_faster_than_quadratic_from_saturated_start(digits):
+    """Chapter 3: with N(0,1) weights the quadratic cost learns slowly; cross-entropy does not."""
+    X_tr, X_te, y_tr, y_te = digits
+    common = dict(hidden_layer_sizes=(30,), init="large", epochs=2, random_state=1)
+    quad = MLPClassifier(cost="quadratic", learning_rate=0.5, **common).fit(X_tr, y_tr)
+    xent = MLPClassifier(cost="cross_entropy", learning_rate=0.5, **common).fit(X_tr, y_tr)
+    assert xent.score(X_te, y_te) > quad.score(X_te, y_te) + 0.05
+
+
+def test_float32_by_default_and_float64_on_request(digits):
+    X_tr, _, y_tr, _ = digits
+    clf = MLPClassifier(epochs=1, random_state=0).fit(X_tr, y_tr)
+    assert all(w.dtype == np.float32 for w in clf.coefs_)
+    clf64 = MLPClassifier(epochs=1, random_state=0, dtype="float64").fit(X_tr, y_tr)
+    assert all(w.dtype == np.float64 for w in clf64.coefs_)
+
+
+def test_float32_and_float64_learning_curves_agree(digits):
+    X_tr, _, y_tr, _ = digits
+    a = MLPClassifier(epochs=5, random_state=0).fit(X_tr, y_tr)
+    b = MLPClassifier(epochs=5, random_state=0, dtype="float64").fit(X_tr, y_tr)
+    np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-3)
+
+
+# --- labels, attributes, determinism ---------------------------------------------------------
+def test_arbitrary_labels(digits):
+    X_tr, X_te, y_tr, y_te = digits
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "7", "8", "9"])
+    clf = MLPClassifier(epochs=10, random_state=0).fit(X_tr, names[y_tr])
+    assert set(clf.predict(X_te)) <= set(names)
+    assert clf.score(X_te, names[y_te]) >= 0.9
+    shifted = MLPClassifier(epochs=3, random_state=0).fit(X_tr, y_tr + 100)
+    assert list(shifted.classes_) == list(range(100, 110))
+
+
+def test_learned_attributes(digits):
+    X_tr, _, y_tr, _ = digits
+    clf = MLPClassifier(epochs=4, early_stopping=True, random_state=0).fit(X_tr, y_tr)
+    assert clf.n_features_in_ == 64 and clf.n_iter_ == 4
+    assert len(clf.loss_curve_) == len(clf.validation_scores_) == 4
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    assert [w.shape for w in clf.coefs_] == [(64, 100), (100, 10)]
+    proba = clf.predict_proba(X_tr[:5])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+def test_same_seed_same_predictions_bit_for_bit(digits):
+    X_tr, X_te, y_tr, _ = digits
+    make = lambda: MLPClassifier(epochs=3, dropout=0.2, random_state=7)  # noqa: E731
+    np.testing.assert_array_equal(
+        make().fit(X_tr, y_tr).predict_proba(X_te), make().fit(X_tr, y_tr).predict_proba(X_te)
+    )
+    cnn = lambda: CNNClassifier(conv_layers=((4, 3, 2),), epochs=1, random_state=3)  # noqa: E731
+    np.testing.assert_array_equal(
+        cnn().fit(X_tr, y_tr).predict_proba(X_te), cnn().fit(X_tr, y_tr).predict_proba(X_te)
+    )
+
+
+def test_cnn_image_shape_with_channels():
+    rng = np.random.default_rng(0)
+    X = rng.random((40, 6 * 5 * 2))
+    y = rng.integers(0, 2, size=40)
+    clf = CNNClassifier(conv_layers=((3, 3, 2),), image_shape=(6, 5, 2), epochs=2).fit(X, y)
+    assert clf.predict(X).shape == (40,)
+    with pytest.raises(ValueError, match="image_shape"):
+        CNNClassifier(image_shape=(7, 5)).fit(X, y)
+
+
+# --- training control --------------------------------------------------------------------------
+def test_epoch_callback_sees_every_epoch_and_can_stop(digits):
+    X_tr, X_te, y_tr, y_te = digits
+    seen: list[EpochInfo] = []
+
+    def watch(info: EpochInfo) -> bool:
+        seen.append(info)
+        return info.epoch == 3
+
+    clf = MLPClassifier(epochs=10, random_state=0, track_gradient_norms=True)
+    clf.fit(X_tr, y_tr, validation_data=(X_te, y_te), callbacks=[watch])
+    assert [info.epoch for info in seen] == [1, 2, 3] and clf.n_iter_ == 3
+    assert all(0 <= info.validation_accuracy <= 1 and info.validation_loss > 0 for info in seen)
+    assert seen[-1].validation_accuracy == clf.validation_scores_[-1]
+    assert seen[0].learning_rate == 0.5
+    assert set(seen[0].gradient_norms) == {"layer0", "layer1"}
+    assert len(clf.gradient_norms_) == 3
+
+
+def test_no_validation_means_no_validation_scores(digits):
+    X_tr, _, y_tr, _ = digits
+    seen = []
+    clf = MLPClassifier(epochs=2, random_state=0).fit(X_tr, y_tr, callbacks=[seen.append])
+    assert clf.validation_scores_ is None and clf.best_validation_score_ is None
+    assert seen[0].validation_accuracy is None and seen[0].gradient_norms is None
+
+
+def test_early_stopping_keeps_best_weights(digits):
+    X_tr, X_te, y_tr, y_te = digits
+    clf = MLPClassifier(
+        epochs=200, learning_rate=2.0, early_stopping=True, n_iter_no_change=3, random_state=0
+    ).fit(X_tr, y_tr, validation_data=(X_te, y_te))
+    assert clf.n_iter_ < 200
+    assert clf.score(X_te, y_te) == pytest.approx(clf.best_validation_score_)
+
+
+def test_halving_schedule_halves_eta_and_stops(digits):
+    X_tr, _, y_tr, _ = digits
+    clf = MLPClassifier(
+        epochs=500,
+        learning_rate=1.0,
+        learning_rate_schedule="halving",
+        schedule_patience=1,
+        schedule_min_fraction=1 / 8,
+        random_state=0,
+    ).fit(X_tr, y_tr)
+    etas = clf.learning_rate_curve_
+    assert clf.n_iter_ < 500
+    assert set(etas) <= {1.0, 0.5, 0.25, 0.125}
+    assert etas == sorted(etas, reverse=True) and etas[-1] == 0.125
+
+
+def test_divergence_raises_clear_error(digits):
+    X_tr, _, y_tr, _ = digits
+    clf = MLPClassifier(
+        activation="relu", cost="log_likelihood", learning_rate=1e30, epochs=5, random_state=0
+    )
+    with pytest.raises(DivergenceError, match="diverged.*epoch 1.*learning_rate=1e\\+30"):
+        clf.fit(X_tr * 1e3, y_tr)
+
+
+def test_partial_fit_one_epoch_per_call(digits):
+    X_tr, X_te, y_tr, y_te = digits
+    clf = MLPClassifier(random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        clf.partial_fit(X_tr, y_tr)
+    for _ in range(5):
+        clf.partial_fit(X_tr, y_tr, classes=np.arange(10))
+    assert clf.n_iter_ == 5 and len(clf.loss_curve_) == 5
+    assert clf.score(X_te, y_te) > 0.9
+    with pytest.raises(ValueError, match="not among the classes"):
+        clf.partial_fit(X_tr[:3], [0, 1, 42])
+
+
+# --- bad parameters and bad data ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("learning_rate", -0.1),
+        ("learning_rate", 0),
+        ("batch_size", 0),
+        ("epochs", 0),
+        ("activation", "swish"),
+        ("cost", "hinge"),
+        ("l2", -1.0),
+        ("l1", -1.0),
+        ("dropout", 1.0),
+        ("momentum", 1.5),
+        ("init", "zeros"),
+        ("dtype", "float16"),
+        ("validation_fraction", 0.0),
+        ("n_iter_no_change", 0),
+        ("learning_rate_schedule", "cosine"),
+    ],
+)
+def test_bad_parameters_raise_naming_the_parameter(param, value, digits):
+    X_tr, _, y_tr, _ = digits
+    with pytest.raises(InvalidParameterError, match=param):
+        MLPClassifier(**{param: value}).fit(X_tr, y_tr)
+
+
+@pytest.mark.parametrize("sizes", [(0,), (10, -1), ("ten",)])
+def test_bad_hidden_layer_sizes(sizes, digits):
+    X_tr, _, y_tr, _ = digits
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        MLPClassifier(hidden_layer_sizes=sizes).fit(X_tr, y_tr)
+
+
+@pytest.mark.parametrize(
+    ("conv_layers", "match"),
+    [(((20, 9, 2),), "does not fit"), (((20, 3),), "conv_layers"), (((0, 3, 2),), ">= 1")],
+)
+def test_bad_conv_layers(conv_layers, match, digits):
+    X_tr, _, y_tr, _ = digits
+    with pytest.raises(ValueError, match=match):
+        CNNClassifier(conv_layers=conv_layers).fit(X_tr, y_tr)
+
+
+@pytest.mark.parametrize(
+    ("X", "y", "match"),
+    [
+        (np.array([[np.nan, 1.0], [1.0, 2.0]]), [0, 1], "NaN"),
+        (np.array([[np.inf, 1.0], [1.0, 2.0]]), [0, 1], "infinity"),
+        (np.array([1.0, 2.0, 3.0]), [0, 1, 0], "2D array"),
+        (np.zeros((0, 3)), [], "0 sample"),
+        (np.ones((3, 2)), [0, 1], "inconsistent numbers of samples"),
+        (np.ones((4, 2)), [0.5, 1.5, 2.5, 3.5], "Unknown label type"),
+        (np.ones((4, 2)), [1, 1, 1, 1], "1 class"),
+    ],
+)
+def test_bad_training_data(X, y, match):
+    with pytest.raises(ValueError, match=match):
+        MLPClassifier(epochs=1).fit(X, y)
+
+
+def test_predict_with_wrong_number_of_features_raises(digits):
+    X_tr, _, y_tr, _ = digits
+    clf = MLPClassifier(epochs=1).fit(X_tr, y_tr)
+    with pytest.raises(ValueError, match="64 features"):
+        clf.predict(np.ones((2, 10)))
+
+
+def test_bad_validation_data(digits):
+    X_tr, X_te, y_tr, y_te = digits
+    with pytest.raises(ValueError, match="validation_data"):
+        MLPClassifier(epochs=1).fit(X_tr, y_tr, validation_data=X_te)
+    with pytest.raises(ValueError, match="y_val"):
+        MLPClassifier(epochs=1).fit(X_tr, y_tr, validation_data=(X_te, y_te[:-1]))
+
+
+# --- sklearn composition --------------------------------------------------------------------------
+def test_pipeline_gridsearch_cross_val_clone(digits):
+    X_tr, _, y_tr, _ = digits
+    pipe = make_pipeline(MinMaxScaler(), MLPClassifier(epochs=5, random_state=0))
+    scores = cross_val_score(pipe, X_tr, y_tr, cv=3)
+    assert scores.shape == (3,) and scores.min() > 0.85
+    grid = GridSearchCV(
+        pipe, {"mlpclassifier__learning_rate": [0.01, 0.5], "mlpclassifier__l2": [0.0, 1.0]}, cv=2
+    ).fit(X_tr, y_tr)
+    assert grid.best_params_["mlpclassifier__learning_rate"] == 0.5
+    cloned = clone(grid.best_estimator_)
+    assert cloned.get_params()["mlpclassifier__learning_rate"] == 0.5
+    assert not hasattr(cloned[-1], "classes_")
+
+
+def test_pipeline_passes_fit_params_to_the_estimator(digits):
+    X_tr, X_te, y_tr, y_te = digits
+    seen = []
+    pipe = make_pipeline(MinMaxScaler(), MLPClassifier(epochs=2, random_state=0))
+    pipe.fit(X_tr, y_tr, mlpclassifier__callbacks=[seen.append])
+    assert len(seen) == 2
+
+
+def test_pickle_round_trip(digits):
+    X_tr, X_te, y_tr, _ = digits
+    clf = CNNClassifier(conv_layers=((4, 3, 2),), epochs=1, random_state=0).fit(X_tr, y_tr)
+    again = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(again.predict_proba(X_te), clf.predict_proba(X_te))
+
+
+def test_cnn_on_images_keeps_sklearn_invariances(digits):
+    """The sklearn checks the CNN cannot run on non-image data, run here on 8x8 digits."""
+    X_tr, X_te, y_tr, _ = digits
+    clf = CNNClassifier(conv_layers=((4, 3, 2),), epochs=2, random_state=0).fit(X_tr, y_tr)
+    full = clf.predict_proba(X_te)
+    np.testing.assert_allclose(
+        np.concatenate([clf.predict_proba(X_te[:7]), clf.predict_proba(X_te[7:])]), full,
+        atol=1e-6,
+    )  # fmt: skip
+    order = np.random.default_rng(0).permutation(len(X_te))
+    np.testing.assert_allclose(clf.predict_proba(X_te[order]), full[order], atol=1e-6)
+    refit = clone(clf).fit(X_tr, y_tr)
+    np.testing.assert_array_equal(refit.predict_proba(X_te), full)
+    assert clf.n_features_in_ == 64
+    with pytest.raises(ValueError, match="64 features"):
+        clf.predict(X_te[:, :49])
