@@ -309,23 +309,27 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
         if self.track_gradient_norms and self.gradient_norms_ is None:
             self.gradient_norms_ = []
 
+        outputs = np.empty_like(Y)  # a^L of every sample as it was trained on, this epoch
         for _ in range(epochs):
             order = self._rng.permutation(n)
             X_epoch, Y_epoch = X[order], Y[order]  # one copy per epoch; batches are views
             optimizer.learning_rate = schedule.eta
-            total = 0.0
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 for start in range(0, n, batch):
-                    xb, yb = X_epoch[start : start + batch], Y_epoch[start : start + batch]
-                    loss = net.train_batch(xb, yb, n, optimizer)
-                    if not math.isfinite(loss):
-                        raise DivergenceError(
-                            f"training diverged: loss is {loss} in epoch {self.n_iter_ + 1} "
-                            f"(learning_rate={schedule.eta:g}); try a smaller learning_rate"
-                        )
-                    total += loss * len(xb)
+                    end = start + batch
+                    outputs[start:end] = net.train_batch(
+                        X_epoch[start:end], Y_epoch[start:end], n, optimizer
+                    )
+                # The epoch's training loss: the mean cost of the mini-batches' outputs as
+                # they were seen, plus the weight penalty at the end of the epoch.
+                loss = net.cost.fn(outputs, Y_epoch) + net.regularizer.penalty(net.weights, n)
+            if not math.isfinite(loss):
+                raise DivergenceError(
+                    f"training diverged: loss is {loss} in epoch {self.n_iter_ + 1} "
+                    f"(learning_rate={schedule.eta:g}); try a smaller learning_rate"
+                )
             self.n_iter_ += 1
-            self.loss_curve_.append(total / n)
+            self.loss_curve_.append(loss)
             self.learning_rate_curve_.append(schedule.eta)
             info = self._epoch_info(X, Y, n, validation, schedule.eta)
             stop = schedule.update(info.validation_accuracy)

@@ -81,7 +81,7 @@ class Dense(Layer):
         Returns dC/dx = delta W^T, the first factor of BP2 for the layer below.
         """
         np.matmul(self._x.T, delta, out=self.grads["W"])
-        np.sum(delta, axis=0, out=self.grads["b"])
+        np.add.reduce(delta, axis=0, out=self.grads["b"])
         if not self.needs_input_grad:
             return delta[:, :0]
         return delta @ self.params["W"].T
@@ -155,7 +155,7 @@ class Conv2D(Layer):
         k, _, c, f = kernel.shape
         delta_rows = delta.reshape(-1, f)
         np.matmul(self._cols.T, delta_rows, out=self.grads["W"].reshape(-1, f))  # BP4
-        np.sum(delta_rows, axis=0, out=self.grads["b"])  # BP3
+        np.add.reduce(delta_rows, axis=0, out=self.grads["b"])  # BP3
         if not self.needs_input_grad:
             return delta[..., :0]
         # dC/dx = full convolution of delta with the kernel rotated by 180 degrees.
@@ -174,8 +174,10 @@ class MaxPool2D(Layer):
     """Max-pooling over non-overlapping p x p blocks of (m, H, W, C) input.
 
     Rows and columns that do not fill a whole block are dropped (as PyTorch's floor mode).
-    The forward pass is a reshape and an argmax; the backward pass routes each gradient to
-    the input that was the maximum of its block, and zero to the others.
+    The forward pass is a reshape to (m, H/p, p, W/p, p, C) and a max over the two block
+    axes; the backward pass routes each block's gradient to the input(s) equal to its
+    maximum. (A tie sends the gradient to every tied input; ties need equal real values,
+    which in practice means ReLU zeros, where the activation's derivative is 0 anyway.)
     """
 
     def __init__(self, pool_size: int) -> None:
@@ -183,12 +185,10 @@ class MaxPool2D(Layer):
         self.pool_size = pool_size
 
     def _blocks(self, x: np.ndarray) -> np.ndarray:
-        """Shape (m, H/p, W/p, C, p*p): each block's p*p inputs on the last axis."""
+        """A (m, H/p, p, W/p, p, C) view of x's whole blocks (no copy)."""
         p = self.pool_size
         m, h, w, c = x.shape
-        hp, wp = h // p, w // p
-        blocks = x[:, : hp * p, : wp * p].reshape(m, hp, p, wp, p, c)
-        return blocks.transpose(0, 1, 3, 5, 2, 4).reshape(m, hp, wp, c, p * p)
+        return x[:, : h - h % p, : w - w % p].reshape(m, h // p, p, w // p, p, c)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         p = self.pool_size
@@ -196,22 +196,16 @@ class MaxPool2D(Layer):
             raise ValueError(
                 f"a {p}x{p} max-pool does not fit a {x.shape[1]}x{x.shape[2]} feature map"
             )
-        blocks = self._blocks(x)
-        if not training:
-            return blocks.max(axis=-1)
-        self._argmax = blocks.argmax(axis=-1)[..., None]
-        self._x_shape = x.shape
-        return np.take_along_axis(blocks, self._argmax, axis=-1)[..., 0]
+        out = self._blocks(x).max(axis=(2, 4))
+        if training:
+            self._x, self._out = x, out
+        return out
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        p = self.pool_size
-        m, h, w, c = self._x_shape
-        hp, wp = h // p, w // p
-        blocks = np.zeros((m, hp, wp, c, p * p), dtype=grad.dtype)
-        np.put_along_axis(blocks, self._argmax, grad[..., None], axis=-1)
-        blocks = blocks.reshape(m, hp, wp, c, p, p).transpose(0, 1, 4, 2, 5, 3)
-        dx = np.zeros(self._x_shape, dtype=grad.dtype)
-        dx[:, : hp * p, : wp * p] = blocks.reshape(m, hp * p, wp * p, c)
+        blocks = self._blocks(self._x)
+        is_max = blocks == self._out[:, :, None, :, None, :]
+        dx = np.zeros_like(self._x)
+        self._blocks(dx)[...] = is_max * grad[:, :, None, :, None, :]
         return dx
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:

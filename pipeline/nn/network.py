@@ -28,6 +28,13 @@ class Network:
         self.layers = layers
         self.cost = cost
         self.regularizer = regularizer or Regularizer()
+        # Flat lists of the arrays the hot loop touches, built once (updated in place).
+        self._params = [value for _, value, _ in self.parameters()]
+        self._grads = [grad for _, _, grad in self.parameters()]
+        self._weights = [layer.params["W"] for layer in layers if "W" in layer.params]
+        self._weight_grads = [layer.grads["W"] for layer in layers if "W" in layer.params]
+        if not all(p.flags.c_contiguous for p in self._params + self._grads):
+            raise ValueError("parameters and gradients must be C-contiguous arrays")
         # The input needs no gradient: skip the product that would compute it.
         for layer in layers:
             if isinstance(layer, Dense | Conv2D):
@@ -46,7 +53,7 @@ class Network:
     @property
     def weights(self) -> list[np.ndarray]:
         """The weight arrays (what the L1/L2 penalty applies to), biases excluded."""
-        return [layer.params["W"] for layer in self.layers if "W" in layer.params]
+        return self._weights
 
     def get_state(self) -> dict[str, np.ndarray]:
         return {name: value.copy() for name, value, _ in self.parameters()}
@@ -76,32 +83,30 @@ class Network:
         )
 
     # --- backward --------------------------------------------------------------------------
-    def backprop(self, x: np.ndarray, y: np.ndarray, n: int) -> float:
-        """Fill every layer's ``grads`` with d(loss)/d(param) for the batch; return the loss.
+    def backprop(self, x: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
+        """Fill every layer's ``grads`` with d(loss)/d(param) for the batch.
 
         ``y`` is one-hot (m, n_outputs); ``n`` is the training set size for the penalty.
+        Returns the output activations a^L of the forward pass (the cost is not computed
+        here: the training loop scores a whole epoch's outputs at once, which is cheaper).
         """
         a = self.forward(x, training=True)
         out = self.layers[-1]
-        loss = self.cost.fn(a, y)
         delta = self.cost.delta(out._z, a, y, out.activation)  # BP1, per sample
         delta *= a.dtype.type(1.0 / len(x))  # the batch mean
         grad = out.backward_delta(delta)
         for layer in reversed(self.layers[:-1]):
             grad = layer.backward(grad)
         if self.regularizer.active:
-            for layer in self.layers:
-                if "W" in layer.params:
-                    self.regularizer.add_gradient(layer.params["W"], layer.grads["W"], n)
-            loss += self.regularizer.penalty(self.weights, n)
-        return loss
+            for w, g in zip(self._weights, self._weight_grads, strict=True):
+                self.regularizer.add_gradient(w, g, n)
+        return a
 
-    def train_batch(self, x: np.ndarray, y: np.ndarray, n: int, optimizer: SGD) -> float:
-        """One SGD step on the mini-batch (x, y); returns the batch loss before the step."""
-        loss = self.backprop(x, y, n)
-        params = self.parameters()
-        optimizer.step([p for _, p, _ in params], [g for _, _, g in params])
-        return loss
+    def train_batch(self, x: np.ndarray, y: np.ndarray, n: int, optimizer: SGD) -> np.ndarray:
+        """One SGD step on the mini-batch (x, y); returns a^L from before the step."""
+        a = self.backprop(x, y, n)
+        optimizer.step(self._params, self._grads)
+        return a
 
     def gradient_norms(self) -> dict[str, float]:
         """||dC/dW|| per parameterised layer after the last :meth:`backprop`."""

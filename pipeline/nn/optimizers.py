@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+from scipy.linalg import blas
+
+
+@functools.cache
+def _axpy_for(dtype: np.dtype):
+    return blas.get_blas_funcs("axpy", dtype=dtype)
+
+
+def _axpy(w: np.ndarray):
+    """BLAS y += a x for w's dtype: one pass over memory, no temporary array."""
+    return _axpy_for(w.dtype)
 
 
 class SGD:
@@ -19,18 +32,17 @@ class SGD:
         self._velocity: dict[int, np.ndarray] = {}
 
     def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
-        eta = params[0].dtype.type(self.learning_rate) if params else self.learning_rate
+        """Update ``params`` in place from ``grads`` (which are left as they were)."""
         for w, g in zip(params, grads, strict=True):
+            axpy = _axpy(w)
             if self.momentum == 0.0:
-                g *= eta
-                w -= g
+                axpy(g.ravel(), w.ravel(), a=-self.learning_rate)  # w += -eta g
                 continue
             v = self._velocity.get(id(w))
             if v is None:
                 v = self._velocity[id(w)] = np.zeros_like(w)
             v *= w.dtype.type(self.momentum)
-            g *= eta
-            v -= g
+            axpy(g.ravel(), v.ravel(), a=-self.learning_rate)  # v = mu v - eta g
             w += v
 
 
