@@ -12,6 +12,7 @@ estimator's class, parameters, classes and training curves. Arrays are always lo
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -25,6 +26,8 @@ import numpy as np
 from pipeline.estimators import CNNClassifier, MLPClassifier
 
 MODEL_FORMAT_VERSION = 1
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 ESTIMATOR_CLASSES = {cls.__name__: cls for cls in (MLPClassifier, CNNClassifier)}
 
 
@@ -43,6 +46,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -91,6 +95,43 @@ def load_arrays(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict
     if missing:
         raise ArtifactError(f"{path}: missing arrays {missing}; has {sorted(arrays)}")
     return arrays
+
+
+def new_hash(algorithm: str):
+    """A fresh hash object; MD5 is used for integrity only, never for security."""
+    return hashlib.new(algorithm, usedforsecurity=False)
+
+
+def file_checksum(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, lambda: new_hash(algorithm)).hexdigest()
+
+
+# Which stage writes the splits in a directory named so (for the "run X first" hint).
+_WRITER = {"prepared": "prepare", "augmented": "augment"}
+
+
+def load_images(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """A split written by prepare or augment, checked: ``X`` float32 (n, h, w) in [0, 1]
+    and ``y`` int64 labels >= 0."""
+    path = Path(path)
+    if not path.is_file():
+        stage = _WRITER.get(path.parent.name, "prepare")
+        raise ArtifactError(f"{path}: file not found; run `python -m pipeline.{stage}` first")
+    arrays = load_arrays(path, required=("X", "y"))
+    X, y = arrays["X"], arrays["y"]
+    if X.dtype != np.float32 or X.ndim != 3:
+        raise ArtifactError(f"{path}: X must be float32 (n, h, w), got {X.dtype} {X.shape}")
+    if y.dtype != np.int64 or y.shape != (len(X),):
+        raise ArtifactError(f"{path}: y must be int64 of length {len(X)}, got {y.dtype} {y.shape}")
+    if len(X) == 0:
+        raise ArtifactError(f"{path}: holds no images")
+    if not np.isfinite(X).all() or X.min() < 0 or X.max() > 1:
+        raise ArtifactError(f"{path}: X must lie in [0, 1]")
+    if y.min() < 0:
+        raise ArtifactError(f"{path}: negative labels")
+    return X, y
 
 
 def _json_default(value: Any) -> Any:

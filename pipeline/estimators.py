@@ -394,8 +394,9 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         a = self._forward_chunked(self._network_input(X)).astype(np.float64)
-        if self._output_activation_name() == "sigmoid":
-            a /= np.maximum(a.sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
+        # Sigmoid outputs need normalising; softmax outputs computed in float32 need it too,
+        # to sum to 1 in float64.
+        a /= np.maximum(a.sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
         return a
 
     def predict(self, X) -> np.ndarray:

@@ -13,17 +13,15 @@ complete, consistent set.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.artifacts import ArtifactError, save_arrays, write_json
-from pipeline.config import CONF_DIR
-from pipeline.data import ConfigError
+from pipeline.config import stage_main
 from pipeline.data.datasets import SPLITS, load_dataset
+from pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +46,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)
-def main(cfg: DictConfig) -> None:
+def main() -> None:
     """Command-line entry point; bad input ends as ``error: ...`` and exit status 1."""
-    try:
-        run(cfg)
-    except (ArtifactError, ConfigError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    stage_main(run, (ArtifactError, ConfigError, OSError))
 
 
 if __name__ == "__main__":

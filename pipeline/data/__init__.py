@@ -19,14 +19,11 @@ from collections.abc import Mapping, Set
 from typing import Any
 
 from pipeline.artifacts import ArtifactError
+from pipeline.errors import ConfigError
 
 
 class DataError(ArtifactError):
     """An input file or data source is missing, malformed, or fails its checksum."""
-
-
-class ConfigError(ValueError):
-    """A ``data`` or ``augment`` config value makes no sense; the message names the key."""
 
 
 def check_keys(cfg: Any, allowed: Set[str], prefix: str, required: Set[str] = frozenset()) -> None:

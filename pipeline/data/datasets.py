@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from pipeline.artifacts import file_checksum
 from pipeline.data import ConfigError, DataError, check_keys
-from pipeline.data.download import DownloadError, RemoteFile, fetch_all, file_checksum
+from pipeline.data.download import DownloadError, RemoteFile, fetch_all
 from pipeline.data.idx import read_idx
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,6 @@ cache never holds a half-written or wrong file under the real name.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import os
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from pipeline.artifacts import atomic_path
+from pipeline.artifacts import atomic_path, file_checksum, new_hash
 from pipeline.data import DataError
 
 log = logging.getLogger(__name__)
@@ -66,17 +65,6 @@ class RemoteFile:
     @property
     def checksum(self) -> str:
         return self.sha256 or self.md5  # type: ignore[return-value]
-
-
-def new_hash(algorithm: str) -> hashlib._Hash:
-    """A fresh hash object; MD5 is used for integrity only, never for security."""
-    return hashlib.new(algorithm, usedforsecurity=False)
-
-
-def file_checksum(path: str | os.PathLike, algorithm: str = "sha256") -> str:
-    """The hex digest of a file's bytes."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, lambda: new_hash(algorithm)).hexdigest()
 
 
 def is_valid(path: Path, remote: RemoteFile) -> bool:

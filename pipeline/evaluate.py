@@ -1,0 +1,126 @@
+"""Evaluate stage: score the trained model on the test split and write the reports.
+
+    python -m pipeline.evaluate
+
+Reads the model (``${paths.model}``), the test split and the training history; writes
+``${paths.metrics}`` (DVC metrics), ``${paths.reports}/classification_report.json``,
+``${paths.reports}/predictions.csv`` (for the DVC confusion plot), PNG plots under
+``${paths.plots}`` and ``${paths.evaluation}``, a Markdown report embedding them. Logs all
+of it into the MLflow run that train started.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+from sklearn.metrics import accuracy_score, classification_report, f1_score, log_loss
+
+from pipeline import reports
+from pipeline.artifacts import ArtifactError, load_model, read_json, write_json, write_text
+from pipeline.config import stage_main
+from pipeline.errors import ConfigError
+from pipeline.factory import dataset_meta, load_split
+from pipeline.tracking import TrackingError, git_commit, tracker_from_config
+
+
+def read_history(path: str | Path) -> list[dict]:
+    """The per-epoch CSV train wrote, as dicts of floats (empty cells -> None)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: training history not found; run the train stage first")
+    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in rows]
+
+
+def predictions_csv(y_true: np.ndarray, y_pred: np.ndarray) -> str:
+    lines = ["actual,predicted"] + [f"{t},{p}" for t, p in zip(y_true, y_pred, strict=True)]
+    return "\n".join(lines) + "\n"
+
+
+def run(cfg: DictConfig) -> dict:
+    """Score, plot, report and log; returns the metrics."""
+    paths = cfg.paths
+    estimator = load_model(paths.model)
+    test = load_split(Path(paths.prepared) / "test.npz")
+    meta = dataset_meta(cfg)
+    history = read_history(paths.history)
+
+    proba = estimator.predict_proba(test.X)
+    y_pred = estimator.classes_[proba.argmax(axis=1)]
+    labels = estimator.classes_.tolist()
+    metrics = {
+        "test_accuracy": float(accuracy_score(test.y, y_pred)),
+        "test_loss": float(log_loss(test.y, proba, labels=labels)),
+        "macro_f1": float(f1_score(test.y, y_pred, average="macro")),
+        "n_test": len(test.y),
+        "n_train": int(meta["counts"]["train"]),
+        "epochs": int(estimator.n_iter_),
+        "best_val_accuracy": estimator.best_validation_score_,
+    }
+    per_class = classification_report(test.y, y_pred, labels=labels, output_dict=True)
+    per_class_rows = {str(label): per_class[str(label)] for label in labels}
+
+    plots_dir = Path(paths.plots)
+    plots = {
+        "learning_curves": reports.plot_learning_curves(history, plots_dir / "learning_curves.png"),
+        "gradient_norms": reports.plot_gradient_norms(history, plots_dir / "gradient_norms.png"),
+        "confusion_matrix": reports.plot_confusion_matrix(
+            test.y, y_pred, labels, plots_dir / "confusion_matrix.png"
+        ),
+        "misclassified": reports.plot_misclassified(
+            test.images,
+            test.y,
+            y_pred,
+            plots_dir / "misclassified.png",
+            limit=int(cfg.evaluate.misclassified_grid),
+        ),
+    }
+    model_summary = {
+        "name": cfg.model.name,
+        "dataset": meta["dataset"],
+        **{k: v for k, v in estimator.get_params().items() if k != "random_state"},
+    }
+    write_json(paths.metrics, metrics)
+    write_json(Path(paths.reports) / "classification_report.json", per_class)
+    write_text(Path(paths.reports) / "predictions.csv", predictions_csv(test.y, y_pred))
+    reports.write_evaluation_report(paths.evaluation, metrics, per_class_rows, model_summary, plots)
+
+    _log_to_mlflow(cfg, metrics, plots)
+    print(
+        f"test accuracy {metrics['test_accuracy']:.4f} on {metrics['n_test']} images "
+        f"-> {paths.metrics}, {paths.evaluation}"
+    )
+    return metrics
+
+
+def _log_to_mlflow(cfg: DictConfig, metrics: dict, plots: dict) -> None:
+    """Continue train's run (or start one if train was not tracked) and log the results."""
+    tracker = tracker_from_config(cfg)
+    run_file = Path(cfg.paths.run)
+    run_id = read_json(run_file).get("run_id") if run_file.is_file() else None
+    tracker.start(
+        run_name=f"{cfg.model.name}-evaluate",
+        run_id=run_id,
+        tags={"git_commit": git_commit(), "dvc_stage": "evaluate"},
+    )
+    if run_id is None:
+        tracker.log_config(cfg)
+    tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})
+    for path in plots.values():
+        if path is not None:
+            tracker.log_artifact(path, "plots")
+    for name in ("evaluation.md", "classification_report.json", "metrics.json"):
+        tracker.log_artifact(Path(cfg.paths.reports) / name, "reports")
+    tracker.end()
+
+
+def main() -> None:
+    stage_main(run, (ArtifactError, ConfigError, TrackingError, ValueError))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""From a composed config to the objects a learning stage needs: data and an estimator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from pipeline.artifacts import ESTIMATOR_CLASSES, load_images, read_json
+from pipeline.config import to_container
+from pipeline.errors import ConfigError
+from pipeline.estimators import CNNClassifier, MLPClassifier
+
+# Keys of the `train` group that are estimator parameters (the rest steer the stage).
+TRAIN_ESTIMATOR_KEYS = (
+    "learning_rate",
+    "batch_size",
+    "epochs",
+    "l2",
+    "l1",
+    "momentum",
+    "dropout",
+    "learning_rate_schedule",
+    "schedule_patience",
+    "schedule_min_fraction",
+    "early_stopping",
+    "n_iter_no_change",
+    "track_gradient_norms",
+    "dtype",
+)
+MODEL_DESCRIPTION_KEYS = ("name", "estimator")
+
+
+@dataclass
+class Split:
+    """One split of a prepared dataset: images (n, h, w), flattened rows X, labels y."""
+
+    images: np.ndarray
+    y: np.ndarray
+
+    @property
+    def X(self) -> np.ndarray:
+        return self.images.reshape(len(self.images), -1)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.images.shape[1:])
+
+
+def load_split(path: str | Path) -> Split:
+    """A split written by prepare or augment, checked by :func:`artifacts.load_images`."""
+    images, y = load_images(path)
+    return Split(np.ascontiguousarray(images), y)
+
+
+def dataset_meta(cfg: DictConfig) -> dict:
+    return read_json(Path(cfg.paths.prepared) / "meta.json")
+
+
+def estimator_params(cfg: DictConfig, overrides: dict | None = None) -> dict:
+    """Estimator keyword arguments from ``model`` + ``train`` (+ e.g. searched values)."""
+    model = to_container(cfg.model)
+    train = to_container(cfg.train)
+    if model.get("estimator") not in ESTIMATOR_CLASSES:
+        raise ConfigError(
+            f"model.estimator={model.get('estimator')!r}; expected one of "
+            f"{sorted(ESTIMATOR_CLASSES)}"
+        )
+    cls = ESTIMATOR_CLASSES[model["estimator"]]
+    params = {k: v for k, v in model.items() if k not in MODEL_DESCRIPTION_KEYS}
+    params.update({k: train[k] for k in TRAIN_ESTIMATOR_KEYS if k in train})
+    params.update(overrides or {})
+    params["random_state"] = int(cfg.seed)
+    known = cls().get_params()
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"model/train config: unknown {cls.__name__} parameters {unknown} "
+            f"(model={model.get('name')!r})"
+        )
+    return params
+
+
+def build_estimator(
+    cfg: DictConfig, image_shape: tuple[int, ...], overrides: dict | None = None
+) -> MLPClassifier | CNNClassifier:
+    """The estimator the config describes, sized for images of ``image_shape``."""
+    params = estimator_params(cfg, overrides)
+    cls = ESTIMATOR_CLASSES[cfg.model.estimator]
+    if cls is CNNClassifier:
+        params["image_shape"] = tuple(image_shape)
+    return cls(**params)

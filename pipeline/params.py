@@ -1,0 +1,72 @@
+"""The ``params`` stage: keep ``params.yaml`` equal to the composed ``conf/``.
+
+DVC tracks parameter values in ``params.yaml``; Hydra composes them from ``conf/``. DVC
+composes ``conf/`` into ``params.yaml`` itself only in ``dvc exp run`` (with ``-S``
+overrides, since ``.dvc/config`` enables its Hydra support), never in ``dvc repro``. This
+stage closes that gap. It is the first stage of ``dvc.yaml``, depends on ``conf/`` and
+writes ``params.yaml`` (a persistent output), and every other stage declares its ``params``
+from that file, so DVC runs this stage first and then exactly the stages whose values
+changed.
+
+Which file wins:
+- ``params.yaml`` carries ``conf_hash``, the hash of the ``conf/`` it was composed from.
+  When ``conf/`` has changed since (a user edited it), the file is stale: compose again.
+- When ``conf_hash`` is missing, ``dvc exp run`` has just composed ``conf/`` with the
+  experiment's overrides (``-S train.learning_rate=0.5``, ``-S model=cnn``): keep those
+  values and stamp the hash.
+- When it matches, ``conf/`` has not changed: keep the file as it is.
+
+Run ``python -m pipeline.params`` by hand after editing ``conf/`` to see the new values
+before ``dvc repro`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from pipeline.artifacts import write_text
+from pipeline.config import compose_config, conf_hash, load_params, to_container
+
+PARAMS_FILE = Path("params.yaml")
+HASH_KEY = "conf_hash"
+HEADER = (
+    "# Generated from conf/ by `python -m pipeline.params` (the first DVC stage): edit conf/,\n"
+    "# not this file. DVC reads the values that every stage uses from here.\n"
+)
+
+
+def update_params(path: Path = PARAMS_FILE, overrides: list[str] | None = None) -> str:
+    """Bring ``path`` up to date with ``conf/``; return what was done ("composed", "kept")."""
+    current_hash = conf_hash()
+    if path.exists() and not overrides:
+        existing = to_container(load_params(path))
+        stamped = existing.get(HASH_KEY)
+        if stamped == current_hash:
+            return "kept"
+        if stamped is None:  # composed by `dvc exp run`: keep its values, stamp the hash
+            _write(path, existing, current_hash)
+            return "kept"
+    _write(path, to_container(compose_config(overrides or [])), current_hash)
+    return "composed"
+
+
+def _write(path: Path, values: dict, current_hash: str) -> None:
+    values = {k: v for k, v in values.items() if k != HASH_KEY}
+    values[HASH_KEY] = current_hash
+    write_text(path, HEADER + yaml.safe_dump(values, sort_keys=False))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=mlp")
+    parser.add_argument("--output", type=Path, default=PARAMS_FILE)
+    args = parser.parse_args()
+    action = update_params(args.output, args.overrides)
+    print(f"{args.output}: {action} from conf/")
+
+
+if __name__ == "__main__":
+    main()

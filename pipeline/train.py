@@ -1,0 +1,149 @@
+"""Train stage: fit the configured network on the augmented training split.
+
+    python -m pipeline.train                       # the default model (conf/config.yaml)
+    python -m pipeline.train model=mlp train.learning_rate=0.1
+
+Reads ``${paths.augmented}/train.npz`` and ``${paths.prepared}/val.npz`` (monitored every
+epoch); writes the model (``${paths.model}.npz`` + ``.json``), the per-epoch history
+(``${paths.history}``, a CSV for ``dvc plots``) and ``${paths.run}`` (the MLflow run that
+evaluate continues). Logs params, per-epoch metrics and the model to MLflow.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from pipeline.artifacts import ArtifactError, file_checksum, save_model, write_json, write_text
+from pipeline.config import stage_main
+from pipeline.errors import ConfigError
+from pipeline.estimators import DivergenceError, EpochInfo
+from pipeline.factory import build_estimator, dataset_meta, load_split
+from pipeline.tracking import TrackingError, git_commit, tracker_from_config
+
+
+def history_row(info: EpochInfo) -> dict:
+    row = {
+        "epoch": info.epoch,
+        "train_loss": info.train_loss,
+        "val_loss": info.validation_loss,
+        "val_accuracy": info.validation_accuracy,
+        "learning_rate": info.learning_rate,
+    }
+    for layer, norm in (info.gradient_norms or {}).items():
+        row[f"grad_norm_{layer}"] = norm
+    return row
+
+
+def history_csv(history: list[dict]) -> str:
+    fields = list(history[0]) if history else ["epoch"]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    return out.getvalue()
+
+
+class ProgressBar:
+    """One tqdm bar over the epochs, showing the latest loss and validation accuracy."""
+
+    def __init__(self, epochs: int, desc: str) -> None:
+        self.bar = tqdm(total=epochs, desc=desc, unit="epoch", dynamic_ncols=True)
+
+    def __call__(self, info: EpochInfo) -> None:
+        postfix = {"loss": f"{info.train_loss:.4f}"}
+        if info.validation_accuracy is not None:
+            postfix["val_acc"] = f"{info.validation_accuracy:.4f}"
+        self.bar.set_postfix(postfix)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train, save and log; returns a summary (epochs, best validation accuracy, paths)."""
+    paths = cfg.paths
+    train = load_split(Path(paths.augmented) / "train.npz")
+    val = load_split(Path(paths.prepared) / "val.npz")
+    meta = dataset_meta(cfg)
+    estimator = build_estimator(cfg, train.image_shape)
+
+    tracker = tracker_from_config(cfg)
+    tracker.start(
+        run_name=f"{cfg.model.name}-{meta['dataset']}",
+        tags={
+            "git_commit": git_commit(),
+            "dvc_stage": "train",
+            "dataset": meta["dataset"],
+            "dataset_checksum": file_checksum(Path(paths.augmented) / "train.npz"),
+            "model": cfg.model.name,
+        },
+    )
+    tracker.log_config(cfg)
+
+    history: list[dict] = []
+    progress = ProgressBar(estimator.epochs, f"train {cfg.model.name}")
+    started = time.perf_counter()
+    try:
+        with threadpool_limits(limits=int(cfg.train.threads)):
+            estimator.fit(
+                train.X,
+                train.y,
+                validation_data=(val.X, val.y),
+                callbacks=[
+                    lambda info: history.append(history_row(info)),
+                    tracker.epoch_logger(),
+                    progress,
+                ],
+            )
+    except DivergenceError:
+        tracker.end(status="FAILED")
+        raise
+    finally:
+        progress.close()
+    seconds = time.perf_counter() - started
+
+    model_path = save_model(estimator, paths.model)
+    write_text(paths.history, history_csv(history))
+    summary = {
+        "epochs": estimator.n_iter_,
+        "best_val_accuracy": estimator.best_validation_score_,
+        "train_seconds": round(seconds, 2),
+        "samples_per_second": round(len(train.y) * estimator.n_iter_ / seconds, 1),
+        "n_train": len(train.y),
+    }
+    tracker.log_metrics(summary)
+    tracker.log_artifact(model_path, "weights")
+    tracker.log_artifact(model_path.with_suffix(".json"), "weights")
+    tracker.log_artifact(paths.history)
+    if cfg.tracking.log_model:
+        tracker.log_model(estimator, val.X[:5])
+    tracker.end()
+    write_json(
+        paths.run,
+        {
+            "run_id": tracker.run_id if tracker.active else None,
+            "tracking_uri": tracker.uri if tracker.active else None,
+            "experiment": tracker.experiment if tracker.active else None,
+        },
+    )
+    print(
+        f"trained {cfg.model.name}: {summary['epochs']} epochs, best validation accuracy "
+        f"{summary['best_val_accuracy']:.4f}, {summary['train_seconds']} s -> {model_path}"
+    )
+    return {**summary, "model": str(model_path), "run_id": tracker.run_id}
+
+
+def main() -> None:
+    stage_main(run, (ArtifactError, ConfigError, DivergenceError, TrackingError, ValueError))
+
+
+if __name__ == "__main__":
+    main()

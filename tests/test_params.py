@@ -1,0 +1,72 @@
+"""params.yaml follows conf/ (dvc repro) without undoing `dvc exp run -S` overrides."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+
+from pipeline import config, params
+
+
+@pytest.fixture
+def conf_copy(tmp_path, monkeypatch):
+    """A private copy of conf/ that the tests may edit."""
+    conf = tmp_path / "conf"
+    shutil.copytree(config.CONF_DIR, conf)
+    monkeypatch.setattr(config, "CONF_DIR", conf)
+    monkeypatch.setattr(params, "conf_hash", lambda: config.conf_hash(conf))
+    return conf
+
+
+def read(path):
+    return yaml.safe_load(path.read_text())
+
+
+def test_compose_then_keep(conf_copy, tmp_path):
+    out = tmp_path / "params.yaml"
+    assert params.update_params(out) == "composed"
+    composed = read(out)
+    assert composed["model"]["name"] == "cnn" and composed["conf_hash"] == config.conf_hash(
+        conf_copy
+    )
+    assert composed["paths"]["prepared"] == "data/prepared"  # interpolations resolved
+    assert params.update_params(out) == "kept"
+    assert read(out) == composed
+
+
+def test_edited_conf_is_recomposed(conf_copy, tmp_path):
+    out = tmp_path / "params.yaml"
+    params.update_params(out)
+    train = conf_copy / "train" / "default.yaml"
+    train.write_text(train.read_text().replace("momentum: 0.0", "momentum: 0.7"))
+    assert params.update_params(out) == "composed"
+    assert read(out)["train"]["momentum"] == 0.7
+
+
+def test_values_from_dvc_exp_run_are_kept_and_stamped(conf_copy, tmp_path):
+    """`dvc exp run -S` writes the composed config without our hash: it wins."""
+    out = tmp_path / "params.yaml"
+    params.update_params(out)
+    experiment = read(out)
+    del experiment["conf_hash"]
+    experiment["train"]["learning_rate"] = 0.5
+    out.write_text(yaml.safe_dump(experiment))
+    assert params.update_params(out) == "kept"
+    assert read(out)["train"]["learning_rate"] == 0.5
+    assert read(out)["conf_hash"] == config.conf_hash(conf_copy)
+
+
+def test_overrides_on_the_command_line(conf_copy, tmp_path):
+    out = tmp_path / "params.yaml"
+    params.update_params(out, ["model=mlp", "train.epochs=3"])
+    assert read(out)["model"]["name"] == "mlp" and read(out)["train"]["epochs"] == 3
+
+
+def test_committed_params_yaml_matches_conf():
+    """The params.yaml in the repository is the composed conf/ (regenerate it if not)."""
+    committed = read(config.CONF_DIR.parent / "params.yaml")
+    assert committed["conf_hash"] == config.conf_hash(), "run `python -m pipeline.params`"
+    fresh = config.to_container(config.compose_config())
+    assert {k: v for k, v in committed.items() if k != "conf_hash"} == fresh

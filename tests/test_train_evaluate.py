@@ -1,0 +1,137 @@
+"""The train and evaluate stages on digits, through Hydra's compose API, with MLflow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipeline import augment, evaluate, prepare, train
+from pipeline.artifacts import load_model
+from pipeline.config import compose_config
+from pipeline.errors import ConfigError
+from pipeline.estimators import DivergenceError
+from tests.conftest import stage_overrides
+
+FAST_MLP = ["data=digits", "augment=none", "model=mlp", "train.epochs=4", "train.l2=0.1"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """prepare -> augment -> train -> evaluate once on digits; the config and results."""
+    root = tmp_path_factory.mktemp("pipeline")
+    cfg = compose_config(stage_overrides(root, *FAST_MLP))
+    prepare.run(cfg)
+    augment.run(cfg)
+    summary = train.run(cfg)
+    metrics = evaluate.run(cfg)
+    return cfg, summary, metrics
+
+
+def test_train_writes_model_history_and_run(trained):
+    cfg, summary, _ = trained
+    model = load_model(cfg.paths.model)
+    assert model.n_iter_ == summary["epochs"] == 4
+    assert model.get_params()["learning_rate"] == cfg.train.learning_rate
+    history = Path(cfg.paths.history).read_text().splitlines()
+    assert history[0].startswith("epoch,train_loss,val_loss,val_accuracy,learning_rate")
+    assert "grad_norm_layer0" in history[0] and len(history) == 1 + 4
+    run = json.loads(Path(cfg.paths.run).read_text())
+    assert run["run_id"] == summary["run_id"]
+
+
+def test_evaluate_metrics_and_reports(trained):
+    cfg, summary, metrics = trained
+    assert metrics["test_accuracy"] >= 0.9
+    on_disk = json.loads(Path(cfg.paths.metrics).read_text())
+    assert on_disk["test_accuracy"] == metrics["test_accuracy"]
+    assert on_disk["n_test"] == 270 and on_disk["epochs"] == 4
+    report = Path(cfg.paths.evaluation).read_text()
+    for plot in ("learning_curves", "gradient_norms", "confusion_matrix", "misclassified"):
+        assert f"plots/{plot}.png" in report
+        with open(f"{cfg.paths.plots}/{plot}.png", "rb") as png:
+            assert png.read(4) == b"\x89PNG"
+    assert "Per-class precision" in report and f"{100 * metrics['test_accuracy']:.2f}%" in report
+    predictions = (Path(cfg.paths.reports) / "predictions.csv").read_text().splitlines()
+    assert predictions[0] == "actual,predicted" and len(predictions) == 271
+
+
+def test_one_mlflow_run_holds_train_and_evaluate(trained):
+    cfg, summary, metrics = trained
+    client = MlflowClient(tracking_uri=cfg.tracking.uri)
+    run = client.get_run(summary["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.learning_rate"] == str(cfg.train.learning_rate)
+    assert run.data.params["model.name"] == "mlp" and run.data.params["data.name"] == "digits"
+    assert run.data.tags["dvc_stage"] == "evaluate"  # the last stage to touch the run
+    assert len(run.data.tags["dataset_checksum"]) == 64
+    assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+    steps = client.get_metric_history(run.info.run_id, "val_accuracy")
+    assert [m.step for m in steps] == [1, 2, 3, 4]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"plots", "reports", "weights"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert "plots/learning_curves.png" in plots
+
+
+def test_logged_model_loads_as_pyfunc_and_as_sklearn(trained):
+    cfg, summary, _ = trained
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    uri = f"runs:/{summary['run_id']}/model"
+    X = np.random.default_rng(0).random((3, 64)).astype(np.float32)
+    expected = load_model(cfg.paths.model).predict(X)
+    np.testing.assert_array_equal(mlflow.pyfunc.load_model(uri).predict(X), expected)
+    sk = mlflow.sklearn.load_model(uri)
+    np.testing.assert_array_equal(sk.predict(X), expected)
+
+
+def test_command_line_override_reaches_the_estimator(trained, tmp_path):
+    cfg, *_ = trained
+    other = compose_config(
+        stage_overrides(tmp_path, *FAST_MLP, "train.learning_rate=0.05", "tracking=off")
+    )
+    other.paths.prepared, other.paths.augmented = cfg.paths.prepared, cfg.paths.augmented
+    result = train.run(other)
+    assert load_model(other.paths.model).get_params()["learning_rate"] == 0.05
+    assert result["run_id"] is None
+    assert json.loads(Path(other.paths.run).read_text())["run_id"] is None
+
+
+def test_cnn_model_config_builds_the_chapter_6_network(trained, tmp_path):
+    cfg, *_ = trained
+    other = compose_config(
+        stage_overrides(
+            tmp_path, "data=digits", "model=cnn", "model.conv_layers=[[4,3,2]]",
+            "train.epochs=1", "tracking=off",
+        )
+    )  # fmt: skip
+    other.paths.prepared, other.paths.augmented = cfg.paths.prepared, cfg.paths.augmented
+    train.run(other)
+    model = load_model(other.paths.model)
+    assert type(model).__name__ == "CNNClassifier" and model.n_features_in_ == 64
+
+
+def test_divergence_is_a_clear_stage_error(trained, tmp_path):
+    cfg, *_ = trained
+    other = compose_config(
+        stage_overrides(
+            tmp_path, *FAST_MLP, "model.activation=relu", "train.learning_rate=1e30",
+            "tracking=off",
+        )
+    )  # fmt: skip
+    other.paths.prepared, other.paths.augmented = cfg.paths.prepared, cfg.paths.augmented
+    with pytest.raises(DivergenceError, match="diverged"):
+        train.run(other)
+    assert not (tmp_path / "models" / "model.npz").exists()
+
+
+def test_unknown_model_parameter_is_named(trained, tmp_path):
+    cfg, *_ = trained
+    other = compose_config(stage_overrides(tmp_path, *FAST_MLP, "+model.hiden=3", "tracking=off"))
+    other.paths.prepared, other.paths.augmented = cfg.paths.prepared, cfg.paths.augmented
+    with pytest.raises(ConfigError, match="hiden"):
+        train.run(other)
