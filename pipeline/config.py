@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,21 +25,35 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.errors import ConfigError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+PACKAGE_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR_VARIABLE = "NNDL_CONF_DIR"
 PARAMS_FLAG = "--params"
+
+
+def conf_dir() -> Path:
+    """The config directory: ``$NNDL_CONF_DIR`` if set, else ``./conf`` when the working
+    directory has one (a DVC project runs its stages from its root, where DVC's own Hydra
+    support also looks), else the ``conf/`` of the source checkout the package is in."""
+    if os.environ.get(CONF_DIR_VARIABLE):
+        return Path(os.environ[CONF_DIR_VARIABLE]).resolve()
+    local = Path.cwd() / "conf"
+    if (local / "config.yaml").is_file():
+        return local.resolve()
+    return PACKAGE_CONF_DIR
 
 
 def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """The composed config for these overrides, as a stage's Hydra ``main`` would see it."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
         return compose(config_name="config", overrides=list(overrides))
 
 
-def conf_hash(conf_dir: Path = CONF_DIR) -> str:
-    """sha256 over the names and contents of every YAML file under ``conf_dir``."""
+def conf_hash(directory: Path | None = None) -> str:
+    """sha256 over the names and contents of every YAML file under the config directory."""
+    directory = directory or conf_dir()
     digest = hashlib.sha256()
-    for path in sorted(conf_dir.rglob("*.yaml")):
-        digest.update(path.relative_to(conf_dir).as_posix().encode() + b"\0")
+    for path in sorted(directory.rglob("*.yaml")):
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
 
@@ -97,4 +112,4 @@ def stage_main(run: Callable[[DictConfig], Any], errors: tuple[type[Exception], 
             sys.exit(1)
         guarded(cfg)
         return
-    hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)(guarded)()
+    hydra.main(config_path=str(conf_dir()), config_name="config", version_base=None)(guarded)()

@@ -14,9 +14,8 @@ from pipeline import config, params
 def conf_copy(tmp_path, monkeypatch):
     """A private copy of conf/ that the tests may edit."""
     conf = tmp_path / "conf"
-    shutil.copytree(config.CONF_DIR, conf)
-    monkeypatch.setattr(config, "CONF_DIR", conf)
-    monkeypatch.setattr(params, "conf_hash", lambda: config.conf_hash(conf))
+    shutil.copytree(config.conf_dir(), conf)
+    monkeypatch.setenv(config.CONF_DIR_VARIABLE, str(conf))
     return conf
 
 
@@ -66,7 +65,19 @@ def test_overrides_on_the_command_line(conf_copy, tmp_path):
 
 def test_committed_params_yaml_matches_conf():
     """The params.yaml in the repository is the composed conf/ (regenerate it if not)."""
-    committed = read(config.CONF_DIR.parent / "params.yaml")
-    assert committed["conf_hash"] == config.conf_hash(), "run `python -m pipeline.params`"
-    fresh = config.to_container(config.compose_config())
+    committed = read(config.PACKAGE_CONF_DIR.parent / "params.yaml")
+    assert committed["conf_hash"] == config.conf_hash(config.PACKAGE_CONF_DIR), (
+        "params.yaml is stale: run `python -m pipeline.params`"
+    )
+    fresh = config.to_container(config.compose_config())  # tests run from the repository root
     assert {k: v for k, v in committed.items() if k != "conf_hash"} == fresh
+
+
+def test_conf_dir_follows_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv(config.CONF_DIR_VARIABLE, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert config.conf_dir() == config.PACKAGE_CONF_DIR  # no ./conf here
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "config.yaml").write_text("seed: 7\n")
+    assert config.conf_dir() == tmp_path / "conf"
+    assert config.compose_config()["seed"] == 7
