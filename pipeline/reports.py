@@ -21,7 +21,7 @@ from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 from pipeline.artifacts import atomic_path, write_text  # noqa: E402
 
 
-def _save(fig, path: str | os.PathLike) -> Path:
+def save_figure(fig, path: str | os.PathLike) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
@@ -48,7 +48,7 @@ def plot_learning_curves(history: list[dict], path: str | os.PathLike) -> Path:
         twin.set_ylabel("eta", color="grey")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_gradient_norms(history: list[dict], path: str | os.PathLike) -> Path | None:
@@ -63,7 +63,7 @@ def plot_gradient_norms(history: list[dict], path: str | os.PathLike) -> Path | 
     ax.set(xlabel="epoch", ylabel="||dC/dW||", title="Gradient norm per layer")
     ax.legend()
     ax.grid(alpha=0.3, which="both")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion_matrix(
@@ -74,7 +74,7 @@ def plot_confusion_matrix(
         y_true, y_pred, labels=labels, ax=ax, colorbar=False, cmap="Blues"
     )
     ax.set_title("Confusion matrix (test set)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_misclassified(
@@ -97,7 +97,7 @@ def plot_misclassified(
         ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=1)
         ax.set_title(f"{y_true[i]} -> {y_pred[i]}", fontsize=8, color="firebrick")
     fig.suptitle(f"Misclassified test images (first {len(wrong)})", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _table(header: list[str], rows: list[list]) -> str:

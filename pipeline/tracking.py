@@ -87,9 +87,8 @@ class Tracker:
     # --- failure policy ------------------------------------------------------------------
     @contextlib.contextmanager
     def _guard(self, what: str) -> Iterator[None]:
-        if not self.active:
-            yield
-            return
+        """Apply ``on_error`` to a failure of the MLflow calls in the block. Callers return
+        early when ``self.active`` is False (tracking off, or given up after a warning)."""
         try:
             yield
         except Exception as err:  # MLflow raises many types; all mean "the store failed"
@@ -109,6 +108,8 @@ class Tracker:
     # --- runs ----------------------------------------------------------------------------
     def start(self, run_name: str, run_id: str | None = None, tags: dict | None = None) -> None:
         """Start a new run (or resume ``run_id``) in the configured experiment."""
+        if not self.active:
+            return
         import mlflow
 
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(self.timeout)))
@@ -125,6 +126,8 @@ class Tracker:
             mlflow.set_tags({k: mask_secrets(v) for k, v in (tags or {}).items()})
 
     def end(self, status: str = "FINISHED") -> None:
+        if not self.active:
+            return
         import mlflow
 
         with self._guard("ending the run"):
@@ -133,6 +136,8 @@ class Tracker:
     # --- logging -------------------------------------------------------------------------
     def log_config(self, cfg: DictConfig) -> None:
         """The composed config, flattened (``train.learning_rate``), secrets masked."""
+        if not self.active:
+            return
         import mlflow
 
         params = {}
@@ -144,6 +149,8 @@ class Tracker:
             mlflow.log_params({k: v for k, v in params.items() if k not in existing})
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if not self.active:
+            return
         import mlflow
 
         finite = {k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)}
@@ -151,6 +158,8 @@ class Tracker:
             mlflow.log_metrics(finite, step=step)
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        if not self.active:
+            return
         import mlflow
 
         with self._guard(f"logging {path}"):
@@ -163,6 +172,8 @@ class Tracker:
         """The estimator as an MLflow sklearn model: skops format, our types trusted
         explicitly, a signature, an input example and explicit pip requirements (no
         inference), with our package shipped as code."""
+        if not self.active:
+            return
         import mlflow
         import scipy
         import sklearn
@@ -205,31 +216,70 @@ class Tracker:
 
         return log_epoch
 
+    # --- nested runs (search trials) ---------------------------------------------------------
+    # Trials may run in several processes at once, so they go through MlflowClient with
+    # explicit run ids rather than the fluent API's per-process "active run".
+    def start_child(self, parent_run_id: str, name: str, params: dict) -> str | None:
+        """A run nested under ``parent_run_id``; returns its id (None when not tracking)."""
+        if not self.active:
+            return None
+        from mlflow.tracking import MlflowClient
+
+        child_id = None
+        with self._guard(f"starting {name}"):
+            client = MlflowClient(tracking_uri=self.uri)
+            parent = client.get_run(parent_run_id)
+            child = client.create_run(
+                parent.info.experiment_id,
+                run_name=name,
+                tags={"mlflow.parentRunId": parent_run_id},
+            )
+            child_id = child.info.run_id
+            client.log_batch(
+                child_id,
+                params=[mlflow_param(k, mask_secrets(v)) for k, v in params.items()],
+            )
+        return child_id
+
+    def log_child_metrics(self, run_id: str | None, metrics: dict, step: int) -> None:
+        if not self.active:
+            return
+        from mlflow.tracking import MlflowClient
+
+        if run_id is None:
+            return
+        with self._guard("logging trial metrics"):
+            client = MlflowClient(tracking_uri=self.uri)
+            for key, value in metrics.items():
+                if value is not None and np.isfinite(value):
+                    client.log_metric(run_id, key, float(value), step=step)
+
+    def end_child(self, run_id: str | None, status: str, tags: dict) -> None:
+        if not self.active:
+            return
+        from mlflow.tracking import MlflowClient
+
+        if run_id is None:
+            return
+        with self._guard("ending a trial run"):
+            client = MlflowClient(tracking_uri=self.uri)
+            for key, value in tags.items():
+                client.set_tag(run_id, key, str(value))
+            client.set_terminated(run_id, status=status)
+
+
+def mlflow_param(key: str, value: Any):
+    from mlflow.entities import Param
+
+    return Param(key, str(value)[:MAX_PARAM_LENGTH])
+
 
 class NullTracker(Tracker):
-    """Tracking switched off: every call does nothing."""
+    """Tracking switched off: every call returns at once."""
 
     def __init__(self) -> None:
         super().__init__(uri="", experiment="", on_error="warn")
         self.active = False
-
-    def start(self, run_name: str, run_id: str | None = None, tags: dict | None = None) -> None:
-        pass
-
-    def end(self, status: str = "FINISHED") -> None:
-        pass
-
-    def log_config(self, cfg: DictConfig) -> None:
-        pass
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        pass
-
-    def log_artifact(self, path, artifact_path=None) -> None:
-        pass
-
-    def log_model(self, estimator, X_example) -> None:
-        pass
 
 
 def tracker_from_config(cfg: DictConfig) -> Tracker:

@@ -16,7 +16,8 @@ import io
 import time
 from pathlib import Path
 
-from omegaconf import DictConfig
+import yaml
+from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
@@ -67,13 +68,30 @@ class ProgressBar:
         self.bar.close()
 
 
+def searched_params(cfg: DictConfig) -> dict:
+    """The search's best parameters when ``train.use_search`` (else none)."""
+    if not cfg.train.get("use_search", False):
+        return {}
+    path = Path(cfg.paths.best_params)
+    if not path.is_file():
+        raise ArtifactError(
+            f"{path}: not found; run `python -m pipeline.search` first, or train without it: "
+            "train.use_search=false"
+        )
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(document, dict) or not isinstance(document.get("params"), dict):
+        raise ArtifactError(f"{path}: expected a mapping with a `params` mapping")
+    return document["params"]
+
+
 def run(cfg: DictConfig) -> dict:
     """Train, save and log; returns a summary (epochs, best validation accuracy, paths)."""
     paths = cfg.paths
     train = load_split(Path(paths.augmented) / "train.npz")
     val = load_split(Path(paths.prepared) / "val.npz")
     meta = dataset_meta(cfg)
-    estimator = build_estimator(cfg, train.image_shape)
+    searched = searched_params(cfg)
+    estimator = build_estimator(cfg, train.image_shape, searched)
 
     tracker = tracker_from_config(cfg)
     tracker.start(
@@ -87,6 +105,8 @@ def run(cfg: DictConfig) -> dict:
         },
     )
     tracker.log_config(cfg)
+    if searched:
+        tracker.log_config(OmegaConf.create({"searched": searched}))
 
     history: list[dict] = []
     progress = ProgressBar(estimator.epochs, f"train {cfg.model.name}")

@@ -77,6 +77,7 @@ def test_train_and_evaluate_log_to_a_tracking_server(mlflow_server, tmp_path, mo
         stage_overrides(
             tmp_path, "data=digits", "augment=none", "model=mlp", "train.epochs=3",
             "tracking=server", f"tracking.uri={mlflow_server}", "tracking.experiment=server-test",
+            "train.use_search=false",
         )
     )  # fmt: skip
     prepare.run(cfg)

@@ -17,7 +17,10 @@ from pipeline.errors import ConfigError
 from pipeline.estimators import DivergenceError
 from tests.conftest import stage_overrides
 
-FAST_MLP = ["data=digits", "augment=none", "model=mlp", "train.epochs=4", "train.l2=0.1"]
+FAST_MLP = [
+    "data=digits", "augment=none", "model=mlp", "train.epochs=4", "train.l2=0.1",
+    "train.use_search=false",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +109,7 @@ def test_cnn_model_config_builds_the_chapter_6_network(trained, tmp_path):
     other = compose_config(
         stage_overrides(
             tmp_path, "data=digits", "model=cnn", "model.conv_layers=[[4,3,2]]",
-            "train.epochs=1", "tracking=off",
+            "train.epochs=1", "tracking=off", "train.use_search=false",
         )
     )  # fmt: skip
     other.paths.prepared, other.paths.augmented = cfg.paths.prepared, cfg.paths.augmented

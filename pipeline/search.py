@@ -1,0 +1,453 @@
+"""Search stage: Optuna over eta, lambda and the mini-batch size, with per-epoch pruning.
+
+    python -m pipeline.search                          # conf/search/default.yaml
+    python -m pipeline.search search.n_trials=30 search.workers=2 search.pruner.name=hyperband
+
+Every trial builds the configured model with the sampled values, trains it on (a subset
+of) the augmented training split, reports validation accuracy to Optuna after every epoch
+and stops when the pruner says so; the estimator's own early stopping also applies. A
+trial whose training diverges ends as pruned, its reason in the trial's user attributes.
+
+The study lives in ``search.storage`` (SQLite by default), so running the same command
+again resumes it: ``search.n_trials`` is the total of finished trials the study should
+hold, counting those already there. ``search.workers=N`` runs N worker processes on this
+machine; running the command on several machines against one PostgreSQL URL adds more.
+A file lock beside the storage makes "is the budget spent? then start a trial" one step,
+so the study ends with exactly ``n_trials`` trials however many workers share it on one
+machine. With a database storage each worker sends heartbeats; a trial whose worker died
+is marked failed after ``search.grace_period`` seconds and run again with the same
+parameters (up to ``search.max_retry`` times).
+
+Writes ``${paths.search}/best_params.yaml`` (what ``train`` takes when
+``train.use_search=true``), ``trials.csv`` and plots; logs a parent MLflow run with one
+nested run per trial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+from threadpoolctl import threadpool_limits
+
+from pipeline import reports
+from pipeline.artifacts import ArtifactError, write_text
+from pipeline.config import stage_main, to_container
+from pipeline.errors import ConfigError
+from pipeline.estimators import DivergenceError
+from pipeline.factory import build_estimator, dataset_meta, load_split
+from pipeline.tracking import TrackingError, git_commit, mask_secrets, tracker_from_config
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+SAMPLERS = ("tpe", "random", "cmaes", "gp")
+PRUNERS = ("median", "successive_halving", "hyperband", "none")
+MLFLOW_STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED"}
+
+
+# --- the search space ------------------------------------------------------------------------
+def validate_space(space: dict) -> dict[str, dict]:
+    """Check every dimension; errors name the key (``search.space.l2.low``)."""
+    if not space:
+        raise ConfigError("search.space: empty; give at least one dimension")
+    checked = {}
+    for name, spec in space.items():
+        key = f"search.space.{name}"
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{key}: expected {{low, high[, log]}} or {{choices}}; got {spec!r}")
+        unknown = set(spec) - {"low", "high", "log", "choices"}
+        if unknown:
+            raise ConfigError(f"{key}.{sorted(unknown)[0]}: unknown key")
+        if "choices" in spec:
+            if not isinstance(spec["choices"], list) or not spec["choices"]:
+                raise ConfigError(f"{key}.choices: must be a non-empty list")
+            checked[name] = {"choices": list(spec["choices"])}
+            continue
+        for bound in ("low", "high"):
+            if not isinstance(spec.get(bound), int | float) or isinstance(spec[bound], bool):
+                raise ConfigError(f"{key}.{bound}: must be a number; got {spec.get(bound)!r}")
+        low, high, log = spec["low"], spec["high"], bool(spec.get("log", False))
+        if low > high:
+            raise ConfigError(f"{key}: low={low} is greater than high={high}")
+        if log and low <= 0:
+            raise ConfigError(f"{key}.low: must be > 0 on a log scale; got {low}")
+        checked[name] = {"low": low, "high": high, "log": log}
+    return checked
+
+
+def suggest(trial: optuna.Trial, space: dict[str, dict]) -> dict[str, Any]:
+    """Sample every dimension: ints where both bounds are ints, floats otherwise."""
+    values = {}
+    for name, spec in space.items():
+        if "choices" in spec:
+            values[name] = trial.suggest_categorical(name, spec["choices"])
+        elif isinstance(spec["low"], int) and isinstance(spec["high"], int):
+            values[name] = trial.suggest_int(name, spec["low"], spec["high"], log=spec["log"])
+        else:
+            values[name] = trial.suggest_float(
+                name, float(spec["low"]), float(spec["high"]), log=spec["log"]
+            )
+    return values
+
+
+def estimator_overrides(values: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
+    """Searched values as estimator parameters (``hidden_units`` sizes every hidden layer)."""
+    overrides = dict(values)
+    if "hidden_units" in overrides:
+        units = int(overrides.pop("hidden_units"))
+        overrides["hidden_layer_sizes"] = [units] * len(cfg.model.hidden_layer_sizes)
+    return overrides
+
+
+# --- Optuna objects from the config ----------------------------------------------------------
+def make_sampler(cfg: DictConfig, seed: int) -> optuna.samplers.BaseSampler:
+    name, startup = cfg.search.sampler.name, int(cfg.search.sampler.n_startup_trials)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup)
+    if name == "gp":
+        try:
+            import torch  # noqa: F401  (GPSampler needs it)
+        except ImportError:
+            raise ConfigError("search.sampler.name=gp needs PyTorch: pip install torch") from None
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
+    raise ConfigError(f"search.sampler.name: {name!r} is not one of {list(SAMPLERS)}")
+
+
+def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
+    p = cfg.search.pruner
+    if p.name == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=int(p.n_startup_trials), n_warmup_steps=int(p.n_warmup_steps)
+        )
+    if p.name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1)
+    if p.name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=int(cfg.search.epochs))
+    if p.name == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError(f"search.pruner.name: {p.name!r} is not one of {list(PRUNERS)}")
+
+
+def make_storage(cfg: DictConfig) -> optuna.storages.BaseStorage:
+    """SQLite / any SQLAlchemy URL (with heartbeats), or ``journal:///file`` (no heartbeats)."""
+    url = str(cfg.search.storage)
+    if url.startswith("journal://"):
+        path = Path(url.removeprefix("journal://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    engine_kwargs = {}
+    if url.startswith("sqlite:"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs = {"connect_args": {"timeout": 60}}  # wait for the lock, don't fail
+    try:
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.8
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return _rdb_storage(cfg, url, engine_kwargs)
+    except Exception as err:  # SQLAlchemy/driver errors: bad URL, server down, auth
+        raise ConfigError(f"search.storage={mask_secrets(url)!r}: cannot open ({err})") from None
+
+
+def _rdb_storage(cfg: DictConfig, url: str, engine_kwargs: dict) -> RDBStorage:
+    return RDBStorage(
+        url,
+        engine_kwargs=engine_kwargs,
+        heartbeat_interval=int(cfg.search.heartbeat_interval),
+        grace_period=int(cfg.search.grace_period),
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+            max_retry=int(cfg.search.max_retry)
+        ),
+    )
+
+
+def study_name(cfg: DictConfig) -> str:
+    """``search.study_name``, or one derived from what makes trials comparable."""
+    if cfg.search.study_name:
+        return str(cfg.search.study_name)
+    relevant = {
+        key: to_container(cfg[key]) for key in ("data", "augment", "model", "train", "search")
+    }
+    for key in ("n_trials", "timeout", "workers", "storage", "study_name", "threads"):
+        relevant["search"].pop(key, None)  # how long or where, not what is searched
+    relevant["train"].pop("use_search", None)
+    relevant["seed"] = cfg.seed
+    digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{cfg.model.name}-{cfg.data.name}-{digest}"
+
+
+def create_study(cfg: DictConfig) -> optuna.Study:
+    """Create the study, or load it if it exists (also when another process just made it)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage, name = make_storage(cfg), study_name(cfg)
+    for attempt in range(5):
+        try:
+            return optuna.create_study(
+                storage=storage, study_name=name, direction="maximize", load_if_exists=True
+            )
+        except Exception:  # two processes creating one study at the same instant
+            if attempt == 4:
+                raise
+            time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
+
+
+def budget_lock_path(cfg: DictConfig, name: str) -> Path:
+    url = str(cfg.search.storage)
+    for prefix in ("sqlite:///", "journal://"):
+        if url.startswith(prefix):
+            storage_file = Path(url.removeprefix(prefix))
+            return storage_file.with_name(f"{storage_file.name}.{name}.lock")
+    digest = hashlib.sha256(f"{url}|{name}".encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"nndl-search-{digest}.lock"
+
+
+# --- one worker --------------------------------------------------------------------------------
+class Objective:
+    """Train one trial's network; report validation accuracy per epoch for pruning."""
+
+    def __init__(self, cfg: DictConfig, parent_run_id: str | None, space: dict) -> None:
+        self.cfg = cfg
+        self.space = space
+        self.parent_run_id = parent_run_id
+        self.tracker = tracker_from_config(cfg)
+        train = load_split(Path(cfg.paths.augmented) / "train.npz")
+        val = load_split(Path(cfg.paths.prepared) / "val.npz")
+        limit = cfg.search.max_train_samples
+        rows = np.arange(len(train.y))
+        if limit and limit < len(rows):
+            rows = np.sort(np.random.default_rng(cfg.seed).choice(rows, int(limit), replace=False))
+        self.X, self.y = train.X[rows], train.y[rows]
+        self.val = val
+        self.image_shape = train.image_shape
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        values = suggest(trial, self.space)
+        overrides = {"epochs": int(self.cfg.search.epochs), **estimator_overrides(values, self.cfg)}
+        estimator = build_estimator(self.cfg, self.image_shape, overrides)
+        run_id = None
+        if self.parent_run_id:
+            run_id = self.tracker.start_child(
+                self.parent_run_id, f"trial-{trial.number}", {"trial": trial.number, **values}
+            )
+            trial.set_user_attr("mlflow_run_id", run_id)
+
+        def report(info) -> None:
+            trial.report(info.validation_accuracy, info.epoch)
+            self.tracker.log_child_metrics(
+                run_id,
+                {"val_accuracy": info.validation_accuracy, "train_loss": info.train_loss},
+                step=info.epoch,
+            )
+            if trial.should_prune():
+                trial.set_user_attr("reason", f"pruned after epoch {info.epoch}")
+                raise optuna.TrialPruned(f"pruned after epoch {info.epoch}")
+
+        try:
+            with threadpool_limits(limits=int(self.cfg.search.threads)):
+                estimator.fit(
+                    self.X, self.y, validation_data=(self.val.X, self.val.y), callbacks=[report]
+                )
+        except DivergenceError as err:
+            trial.set_user_attr("reason", str(err))
+            raise optuna.TrialPruned(str(err)) from None
+        finally:
+            trial.set_user_attr("epochs", int(getattr(estimator, "n_iter_", 0)))
+        return float(estimator.best_validation_score_)
+
+
+def _end_trial_run(tracker, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    tracker.end_child(
+        trial.user_attrs.get("mlflow_run_id"),
+        MLFLOW_STATUS.get(trial.state, "FAILED"),
+        {
+            "state": trial.state.name,
+            "reason": trial.user_attrs.get("reason", ""),
+            "duration_s": f"{trial.duration.total_seconds():.2f}" if trial.duration else "",
+            "epochs": trial.user_attrs.get("epochs", ""),
+        },
+    )
+
+
+def budget_used(study: optuna.Study) -> int:
+    """Trials that count against ``n_trials``: finished or still running."""
+    return len(study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING)))
+
+
+def run_worker(cfg_container: dict, parent_run_id: str | None, worker: int, deadline) -> int:
+    """Run trials until the study holds ``n_trials`` or the deadline passes; returns how
+    many this worker ran. Runs in a worker process (or in-process for one worker)."""
+    cfg = OmegaConf.create(cfg_container)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = validate_space(to_container(cfg.search.space))
+    study = create_study(cfg)
+    study.sampler = make_sampler(cfg, int(cfg.seed) + 7919 * worker + len(study.trials))
+    study.pruner = make_pruner(cfg)
+    objective = Objective(cfg, parent_run_id, space)
+    n_trials = int(cfg.search.n_trials)
+    lock_path = budget_lock_path(cfg, study.study_name)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    ran = 0
+    with open(lock_path, "a+") as lock_file:
+        while deadline is None or time.time() < deadline:
+            # Hold the lock from "is there budget left?" until Optuna has created (or
+            # re-claimed) the trial; the objective releases it as its first step.
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            locked = True
+
+            def unlock_then_run(trial: optuna.Trial) -> float:
+                nonlocal locked
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+                locked = False
+                return objective(trial)
+
+            try:
+                if isinstance(study._storage, RDBStorage):
+                    optuna.storages.fail_stale_trials(study)
+                if budget_used(study) >= n_trials:
+                    break
+                study.optimize(
+                    unlock_then_run,
+                    n_trials=1,
+                    catch=(Exception,),
+                    callbacks=[lambda s, t: _end_trial_run(objective.tracker, s, t)],
+                )
+                ran += 1
+            finally:
+                if locked:
+                    fcntl.flock(lock_file, fcntl.LOCK_UN)
+    return ran
+
+
+# --- the stage ---------------------------------------------------------------------------------
+def run(cfg: DictConfig) -> dict:
+    """Create the study, run the workers, write best params, trials and plots."""
+    if int(cfg.search.workers) < 1 or int(cfg.search.n_trials) < 1:
+        raise ConfigError("search.workers and search.n_trials must be >= 1")
+    validate_space(to_container(cfg.search.space))
+    make_sampler(cfg, 0), make_pruner(cfg)  # fail fast on a bad name
+    meta = dataset_meta(cfg)
+    study = create_study(cfg)  # once, before any worker starts
+    tracker = tracker_from_config(cfg)
+    tracker.start(
+        run_name=f"search-{study.study_name}",
+        tags={"git_commit": git_commit(), "dvc_stage": "search", "dataset": meta["dataset"]},
+    )
+    tracker.log_config(cfg)
+    parent = tracker.run_id if tracker.active else None
+    deadline = time.time() + float(cfg.search.timeout) if cfg.search.timeout else None
+
+    cfg_container = to_container(cfg)
+    started = time.perf_counter()
+    workers = int(cfg.search.workers)
+    if workers == 1:
+        run_worker(cfg_container, parent, 0, deadline)
+    else:
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(workers) as pool:
+            pool.starmap(run_worker, [(cfg_container, parent, i, deadline) for i in range(workers)])
+    seconds = time.perf_counter() - started
+
+    study = create_study(cfg)  # fresh view of everything the workers stored
+    summary = write_outputs(cfg, study)
+    summary["seconds"] = round(seconds, 1)
+    tracker.log_metrics(
+        {k: v for k, v in summary.items() if isinstance(v, int | float) and k != "best_trial"}
+    )
+    with contextlib.suppress(KeyError):
+        tracker.log_config(OmegaConf.create({"best": summary["best_params"]}))
+    tracker.log_artifact(cfg.paths.search, "search")
+    tracker.end()
+    print(
+        f"study {study.study_name}: {summary['n_complete']} complete, {summary['n_pruned']} "
+        f"pruned, {summary['n_failed']} failed; best {cfg.search.metric} "
+        f"{summary['best_value']:.4f} (trial {summary['best_trial']}) -> {cfg.paths.best_params}"
+    )
+    return summary
+
+
+def write_outputs(cfg: DictConfig, study: optuna.Study) -> dict:
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        reasons = {t.user_attrs.get("reason") or t.system_attrs.get("fail_reason") for t in trials}
+        raise ArtifactError(
+            f"study {study.study_name}: no trial completed (reasons: {sorted(map(str, reasons))})"
+        )
+    best = study.best_trial
+    out = Path(cfg.paths.search)
+    header = (
+        f"# Best trial {best.number} of study {study.study_name}: "
+        f"{cfg.search.metric} {best.value:.4f}.\n"
+        "# train takes `params` when train.use_search=true.\n"
+    )
+    best_params = estimator_overrides(best.params, cfg)
+    document = {"study": study.study_name, "trial": best.number, "value": best.value}
+    document["params"] = best_params
+    write_text(cfg.paths.best_params, header + yaml.safe_dump(document, sort_keys=False))
+    frame = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs"))
+    frame["duration_s"] = [t.duration.total_seconds() if t.duration else None for t in trials]
+    write_text(out / "trials.csv", frame.to_csv(index=False))
+    plot_study(study, out / "plots")
+    count = {state: sum(t.state == state for t in trials) for state in TrialState}
+    return {
+        "best_value": float(best.value),
+        "best_trial": best.number,
+        "best_params": best_params,
+        "n_complete": count[TrialState.COMPLETE],
+        "n_pruned": count[TrialState.PRUNED],
+        "n_failed": count[TrialState.FAIL],
+        "epochs_trained": int(sum(t.user_attrs.get("epochs", 0) for t in trials)),
+    }
+
+
+def plot_study(study: optuna.Study, directory: Path) -> None:
+    """Optimisation history, importances, eta x lambda contour, slices, intermediate values."""
+    from optuna.visualization import matplotlib as ovm
+
+    names = sorted({name for t in study.trials for name in t.params})
+    contour = [n for n in ("learning_rate", "l2") if n in names]
+    plots = {
+        "optimization_history": lambda: ovm.plot_optimization_history(study),
+        "param_importances": lambda: ovm.plot_param_importances(study),
+        "contour": lambda: ovm.plot_contour(study, params=contour if len(contour) == 2 else None),
+        "slice": lambda: ovm.plot_slice(study),
+        "intermediate_values": lambda: ovm.plot_intermediate_values(study),
+    }
+    logging.getLogger("matplotlib.category").setLevel(logging.WARNING)  # batch-size axis chatter
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # optuna marks its matplotlib plots experimental
+        for name, draw in plots.items():
+            try:
+                axes = draw()
+            except (ValueError, RuntimeError, ZeroDivisionError):
+                continue  # e.g. importances need two completed trials with varied params
+            figure = np.ravel(axes)[0].figure if isinstance(axes, np.ndarray) else axes.figure
+            reports.save_figure(figure, directory / f"{name}.png")
+
+
+def main() -> None:
+    stage_main(run, (ArtifactError, ConfigError, TrackingError))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::optuna.exceptions.ExperimentalWarning")
+    main()

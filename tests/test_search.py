@@ -1,0 +1,247 @@
+"""The search stage: pruning, best params for train, MLflow nesting, resume, workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from pipeline import augment, prepare, search, train
+from pipeline.artifacts import load_model
+from pipeline.config import compose_config
+from pipeline.errors import ConfigError
+from tests.conftest import stage_overrides
+
+ROOT = Path(__file__).resolve().parent.parent
+DIGITS = ["data=digits", "augment=none", "model=mlp"]
+
+
+def search_overrides(root: Path, *extra: str, storage: str | None = None) -> list[str]:
+    storage = storage or f"sqlite:///{root / 'optuna.db'}"
+    return stage_overrides(
+        root,
+        *DIGITS,
+        f"search.storage={storage}",
+        "search.epochs=3",
+        "search.workers=1",
+        "search.heartbeat_interval=1",
+        "search.grace_period=3",
+        *extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def digits_root(tmp_path_factory):
+    """Prepared and augmented digits, shared by the tests (each uses its own study)."""
+    root = tmp_path_factory.mktemp("search")
+    cfg = compose_config(stage_overrides(root, *DIGITS))
+    prepare.run(cfg)
+    augment.run(cfg)
+    return root
+
+
+def study_of(cfg) -> optuna.Study:
+    return optuna.load_study(study_name=search.study_name(cfg), storage=search.make_storage(cfg))
+
+
+def states(study: optuna.Study) -> dict[str, int]:
+    counts = {state.name: 0 for state in TrialState}
+    for trial in study.trials:
+        counts[trial.state.name] += 1
+    return counts
+
+
+def test_search_prunes_and_train_takes_the_best_params(digits_root):
+    cfg = compose_config(
+        search_overrides(
+            digits_root,
+            "search.n_trials=8",
+            "search.pruner.n_startup_trials=2",
+            "search.pruner.n_warmup_steps=0",
+            "search.space.learning_rate.low=0.001",  # some hopeless trials to prune
+        )
+    )
+    summary = search.run(cfg)
+    study = study_of(cfg)
+    counts = states(study)
+    assert counts["COMPLETE"] + counts["PRUNED"] == 8 and counts["PRUNED"] >= 1
+    assert summary["n_pruned"] == counts["PRUNED"] and summary["epochs_trained"] < 8 * 3
+
+    best = yaml.safe_load(Path(cfg.paths.best_params).read_text())
+    assert best["trial"] == study.best_trial.number
+    assert best["params"] == study.best_trial.params
+    assert set(best["params"]) == {"learning_rate", "l2", "batch_size"}
+    trials_csv = (Path(cfg.paths.search) / "trials.csv").read_text().splitlines()
+    assert len(trials_csv) == 1 + 8 and "PRUNED" in "".join(trials_csv)
+    for plot in ("optimization_history", "param_importances", "contour", "intermediate_values"):
+        assert (Path(cfg.paths.search) / "plots" / f"{plot}.png").is_file()
+
+    train_cfg = compose_config(
+        search_overrides(digits_root, "train.use_search=true", "train.epochs=2")
+    )
+    train.run(train_cfg)
+    model = load_model(train_cfg.paths.model)
+    assert model.get_params()["learning_rate"] == best["params"]["learning_rate"]
+    assert model.get_params()["batch_size"] == best["params"]["batch_size"]
+
+    client = MlflowClient(tracking_uri=cfg.tracking.uri)
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    parents = [r for r in runs if r.data.tags.get("dvc_stage") == "search"]
+    assert len(parents) == 1
+    parent = parents[0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 8
+    assert {c.data.tags["state"] for c in children} == {"COMPLETE", "PRUNED"}
+    assert all(float(c.data.tags["duration_s"]) > 0 for c in children)
+    pruned = next(c for c in children if c.data.tags["state"] == "PRUNED")
+    assert pruned.info.status == "KILLED" and "pruned after epoch" in pruned.data.tags["reason"]
+    assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
+    assert parent.data.metrics["n_pruned"] == counts["PRUNED"]
+    assert parent.data.params["best.learning_rate"] == str(best["params"]["learning_rate"])
+    history = client.get_metric_history(children[0].info.run_id, "val_accuracy")
+    assert [m.step for m in history] == list(range(1, len(history) + 1))
+
+
+def test_resume_adds_only_the_missing_trials(digits_root):
+    cfg = compose_config(search_overrides(digits_root, "search.n_trials=3", "tracking=off"))
+    search.run(cfg)
+    first = {t.number: t.value for t in study_of(cfg).trials}
+    more = compose_config(search_overrides(digits_root, "search.n_trials=5", "tracking=off"))
+    search.run(more)
+    study = study_of(more)
+    assert states(study)["COMPLETE"] + states(study)["PRUNED"] == 5
+    assert {t.number: t.value for t in study.trials if t.number in first} == first
+    search.run(more)  # the budget is spent: nothing more
+    assert len(study_of(more).trials) == 5
+
+
+def test_diverging_trials_are_pruned_with_their_reason(digits_root):
+    cfg = compose_config(
+        search_overrides(
+            digits_root,
+            "search.n_trials=2",
+            "tracking=off",
+            "model.activation=relu",
+            "search.space.learning_rate.low=1e29",
+            "search.space.learning_rate.high=1e30",
+            "search.pruner.name=none",
+        )
+    )
+    with pytest.raises(Exception, match="no trial completed.*diverged"):
+        search.run(cfg)
+    study = study_of(cfg)
+    assert states(study)["PRUNED"] == 2
+    assert all("diverged" in t.user_attrs["reason"] for t in study.trials)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("search.space.l2.low=20", "search.space.l2"),
+        ("search.space.learning_rate.low=0", "search.space.learning_rate.low"),
+        ("search.space.batch_size.choices=[]", "search.space.batch_size.choices"),
+        ("+search.space.epochs.step=2", "search.space.epochs.step"),
+        ("search.sampler.name=bayes", "search.sampler.name"),
+        ("search.pruner.name=patient", "search.pruner.name"),
+    ],
+)
+def test_bad_search_config_names_the_key(digits_root, tmp_path, override, key):
+    extra = ["+search.space.epochs={low: 1, high: 3}"] if "epochs" in override else []
+    cfg = compose_config(search_overrides(tmp_path, *extra, override, "tracking=off"))
+    cfg.paths.prepared = str(digits_root / "data" / "prepared")
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        search.run(cfg)
+    assert not (tmp_path / "optuna.db").exists() or not Path(cfg.paths.best_params).exists()
+
+
+def test_unreachable_storage_is_a_clear_error(digits_root):
+    cfg = compose_config(
+        search_overrides(
+            digits_root,
+            "tracking=off",
+            storage="postgresql+psycopg2://nndl:secret@127.0.0.1:9/none",
+        )
+    )
+    with pytest.raises(ConfigError, match="search.storage=.*nndl:\\*\\*\\*@") as info:
+        search.run(cfg)
+    assert "secret" not in str(info.value)
+
+
+def search_command(root: Path, *extra: str, storage: str | None = None) -> list[str]:
+    args = search_overrides(root, "tracking=off", *extra, storage=storage)
+    return [sys.executable, "-m", "pipeline.search", *args]
+
+
+def run_workers_on_one_study(root: Path, storage: str | None, n_trials: int) -> optuna.Study:
+    """search.workers=2 in one command, plus a second command at the same time."""
+    args = [f"search.n_trials={n_trials}", "search.study_name=shared", "search.epochs=2"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    two = subprocess.Popen(
+        search_command(root, *args, "search.workers=2", storage=storage), cwd=ROOT, env=env
+    )
+    one = subprocess.Popen(search_command(root, *args, storage=storage), cwd=ROOT, env=env)
+    assert two.wait(timeout=600) == 0 and one.wait(timeout=600) == 0
+    cfg = compose_config(search_overrides(root, *args, storage=storage))
+    return study_of(cfg)
+
+
+def test_three_workers_share_one_study_exactly(digits_root):
+    study = run_workers_on_one_study(digits_root, None, n_trials=12)
+    numbers = [t.number for t in study.trials]
+    assert sorted(numbers) == list(range(12))  # exactly 12, no duplicate numbers
+    assert states(study)["COMPLETE"] + states(study)["PRUNED"] == 12
+
+
+def postgres_url() -> str | None:
+    return os.environ.get("POSTGRES_URL")
+
+
+@pytest.mark.skipif(postgres_url() is None, reason="POSTGRES_URL not set (CI sets it)")
+def test_workers_share_a_postgresql_study(digits_root):
+    study = run_workers_on_one_study(digits_root, postgres_url(), n_trials=8)
+    assert sorted(t.number for t in study.trials) == list(range(8))
+    optuna.delete_study(study_name=study.study_name, storage=postgres_url())
+
+
+def test_killed_search_resumes_and_retries_the_stale_trial(digits_root):
+    """SIGKILL a search mid-trial; the rerun fails the stale trial, retries it, finishes."""
+    args = ["search.n_trials=6", "search.study_name=killed", "search.epochs=30"]
+    args += ["search.pruner.name=none", "search.space.batch_size.choices=[10]"]
+    cfg = compose_config(search_overrides(digits_root, *args))
+    process = subprocess.Popen(search_command(digits_root, *args), cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            trials = study_of(cfg).trials
+        except KeyError:  # study not created yet
+            continue
+        finished = [t for t in trials if t.state == TrialState.COMPLETE]
+        if len(finished) >= 1 and any(t.state == TrialState.RUNNING for t in trials):
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    before = {t.number: t.value for t in study_of(cfg).trials if t.state == TrialState.COMPLETE}
+    assert before, "no trial completed before the kill"
+    time.sleep(4)  # past the grace period: the running trial is stale
+
+    rerun = subprocess.run(search_command(digits_root, *args), cwd=ROOT, timeout=600)
+    assert rerun.returncode == 0
+    study = study_of(cfg)
+    counts = states(study)
+    assert counts["COMPLETE"] == 6 and counts["FAIL"] >= 1
+    assert {t.number: t.value for t in study.trials if t.number in before} == before
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") is not None]
+    assert {t.system_attrs["failed_trial"] for t in retried} >= {t.number for t in failed}
+    assert all(study.trials[t.system_attrs["failed_trial"]].params == t.params for t in retried)
