@@ -197,16 +197,19 @@ def study_name(cfg: DictConfig) -> str:
 def create_study(cfg: DictConfig) -> optuna.Study:
     """Create the study, or load it if it exists (also when another process just made it)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage, name = make_storage(cfg), study_name(cfg)
-    for attempt in range(5):
+    name = study_name(cfg)
+    for attempt in range(4):
         try:
+            # Creating the storage's tables or the study races with other processes doing
+            # the same at the same instant (SQLite and PostgreSQL both): try again.
             return optuna.create_study(
-                storage=storage, study_name=name, direction="maximize", load_if_exists=True
-            )
-        except Exception:  # two processes creating one study at the same instant
-            if attempt == 4:
+                storage=make_storage(cfg), study_name=name, direction="maximize",
+                load_if_exists=True,
+            )  # fmt: skip
+        except Exception:
+            if attempt == 3:
                 raise
-            time.sleep(0.5 + attempt)
+            time.sleep(0.25 * 2**attempt)
     raise AssertionError("unreachable")
 
 
