@@ -37,10 +37,18 @@ class Cost:
         raise NotImplementedError
 
     def delta(
-        self, z: np.ndarray, a: np.ndarray, y: np.ndarray, activation: Activation
+        self,
+        z: np.ndarray,
+        a: np.ndarray,
+        y: np.ndarray,
+        activation: Activation,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
-        """BP1: delta^L = nabla_a C (.) sigma'(z^L), per sample, shape (m, n_outputs)."""
-        return activation.backward(z, a, self.grad_a(a, y))
+        """BP1: delta^L = nabla_a C (.) sigma'(z^L), per sample, shape (m, n_outputs).
+
+        Written into ``out`` if given (a buffer other than z, a and y).
+        """
+        return activation.backward(z, a, self.grad_a(a, y), out=out)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -73,12 +81,18 @@ class CrossEntropyCost(Cost):
         return (a - y) / (a * (1.0 - a))
 
     def delta(
-        self, z: np.ndarray, a: np.ndarray, y: np.ndarray, activation: Activation
+        self,
+        z: np.ndarray,
+        a: np.ndarray,
+        y: np.ndarray,
+        activation: Activation,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
         if isinstance(activation, Sigmoid):
-            # (a - y) / (a (1 - a)) * sigma'(z), and sigma'(z) = a (1 - a): the factor cancels.
-            return a - y
-        return super().delta(z, a, y, activation)
+            # (a - y) / (a (1 - a)) * sigma'(z), and sigma'(z) = a (1 - a): the factor cancels,
+            # so neither is computed.
+            return np.subtract(a, y, out=out)
+        return super().delta(z, a, y, activation, out)
 
 
 class LogLikelihoodCost(Cost):
@@ -93,12 +107,18 @@ class LogLikelihoodCost(Cost):
         return -y / _clip(a)
 
     def delta(
-        self, z: np.ndarray, a: np.ndarray, y: np.ndarray, activation: Activation
+        self,
+        z: np.ndarray,
+        a: np.ndarray,
+        y: np.ndarray,
+        activation: Activation,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
         if isinstance(activation, Softmax):
-            # The softmax Jacobian and -y/a combine to a - y (y one-hot, rows of a sum to 1).
-            return a - y
-        return super().delta(z, a, y, activation)
+            # The softmax Jacobian and -y/a combine to a - y (y one-hot, rows of a sum to 1):
+            # neither is computed.
+            return np.subtract(a, y, out=out)
+        return super().delta(z, a, y, activation, out)
 
 
 COSTS: dict[str, type[Cost]] = {
