@@ -8,6 +8,12 @@ expose ``params`` and ``grads`` as dicts of arrays with the same keys, updated i
 
 Images travel as (m, height, width, channels) arrays ("NHWC"), so that a convolution is one
 strided view of the input and one matrix product with the filters.
+
+In training, the arrays a layer computes live in work buffers that it allocates on the first
+mini-batch and reuses for every following one of the same size (``Layer._buffer``): the hot
+loop allocates nothing. So an array returned by ``forward(x, training=True)`` or by
+``backward`` is valid until the layer's next training pass; at prediction time
+(``training=False``) every result is a new array.
 """
 
 from __future__ import annotations
@@ -19,12 +25,23 @@ from pipeline.nn.activations import Activation, Identity
 from pipeline.nn.initializers import init_biases, init_weights
 
 
+def _new_array(
+    name: str, shape: tuple[int, ...], dtype: np.dtype, fill: float | None = None
+) -> np.ndarray:
+    """A fresh array, with the signature of :meth:`Layer._buffer` (prediction keeps nothing)."""
+    return np.empty(shape, dtype) if fill is None else np.full(shape, fill, dtype)
+
+
 class Layer:
     """A layer without parameters; subclasses with parameters fill ``params``/``grads``."""
+
+    # Attributes that hold the last training pass (caches for backward), not the model.
+    _transient: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
+        self._buffers: dict[str, np.ndarray] = {}
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         raise NotImplementedError
@@ -36,6 +53,31 @@ class Layer:
         """Shape of one sample's output given one sample's input shape."""
         return input_shape
 
+    def _buffer(
+        self, name: str, shape: tuple[int, ...], dtype: np.dtype, fill: float | None = None
+    ) -> np.ndarray:
+        """The work array ``name``: allocated on first use (filled with ``fill`` then, if
+        given) and reused while the mini-batch shape stays the same."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = self._buffers[name] = _new_array(name, shape, dtype, fill)
+        return buf
+
+    def _arrays(self, training: bool):
+        """Where this pass gets its arrays: reused buffers in training, new ones otherwise."""
+        return self._buffer if training else _new_array
+
+    # Pickling keeps the parameters, not the work buffers and caches of the last batch.
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for key in ("_buffers", *self._transient):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._buffers = {}
+
 
 class Dense(Layer):
     """Fully connected layer: z = x W + b, a = sigma(z).
@@ -43,6 +85,8 @@ class Dense(Layer):
     W has shape (n_in, n_out), so a mini-batch x of shape (m, n_in) maps to (m, n_out) in one
     matrix product (the book's w is our W transposed).
     """
+
+    _transient = ("_x", "_z", "_a")
 
     def __init__(
         self,
@@ -63,16 +107,23 @@ class Dense(Layer):
         self.needs_input_grad = True
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        z = x @ self.params["W"]
-        z += self.params["b"]
-        a = self.activation.fn(z)
-        if training:
-            self._x, self._z, self._a = x, z, a
+        W, b = self.params["W"], self.params["b"]
+        array = self._arrays(training)
+        shape = (len(x), W.shape[1])
+        z = np.matmul(x, W, out=array("z", shape, W.dtype))
+        z += b
+        if not training:
+            return self.activation.fn(z, out=z)  # in place: z is not needed again
+        a = self.activation.fn(z, out=self._buffer("a", shape, W.dtype))
+        self._x, self._z, self._a = x, z, a
         return a
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         """BP2: delta = dC/da (.) sigma'(z), then :meth:`backward_delta`."""
-        return self.backward_delta(self.activation.backward(self._z, self._a, grad))
+        delta = self.activation.backward(
+            self._z, self._a, grad, out=self._buffer("delta", grad.shape, grad.dtype)
+        )
+        return self.backward_delta(delta)
 
     def backward_delta(self, delta: np.ndarray) -> np.ndarray:
         """Gradients from this layer's error delta = dC/dz, shape (m, n_out).
@@ -84,10 +135,34 @@ class Dense(Layer):
         np.add.reduce(delta, axis=0, out=self.grads["b"])
         if not self.needs_input_grad:
             return delta[:, :0]
-        return delta @ self.params["W"].T
+        W = self.params["W"]
+        return np.matmul(delta, W.T, out=self._buffer("dx", (len(delta), W.shape[0]), W.dtype))
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.params["W"].shape[1],)
+
+
+def _windows(x: np.ndarray, k: int, array, name: str, ones: bool) -> np.ndarray:
+    """The k x k windows of x (m, H, W, C) as the rows of an (m*H'*W', k*k*C) matrix, in
+    (p, q, c) order, followed by a column of ones if ``ones``: one strided view, one copy.
+
+    The copy runs fastest over long contiguous stretches of x. With several channels a
+    window row (q, c) is k*C contiguous numbers, so the matrix is built row by row. With one
+    channel that stretch is only k long, but each (p, q) column of the matrix is a shifted
+    copy of the image, W' contiguous pixels at a time: then the transposed matrix is built
+    (row-major) and returned as its transpose view, which BLAS reads just as fast.
+    """
+    m, h, w, c = x.shape
+    ho, wo, kkc = h - k + 1, w - k + 1, k * k * c
+    view = sliding_window_view(x, (k, k), axis=(1, 2))  # (m, H', W', C, k, k), no copy
+    width = kkc + int(ones)
+    if c == 1:
+        cols_t = array(name, (width, m * ho * wo), x.dtype, fill=1.0)
+        np.copyto(cols_t[:kkc].reshape(k, k, c, m, ho, wo), view.transpose(4, 5, 3, 0, 1, 2))
+        return cols_t.T
+    cols = array(name, (m * ho * wo, width), x.dtype, fill=1.0)
+    np.copyto(cols[:, :kkc].reshape(m, ho, wo, k, k, c), view.transpose(0, 1, 2, 4, 5, 3))
+    return cols
 
 
 class Conv2D(Layer):
@@ -97,12 +172,17 @@ class Conv2D(Layer):
     z[n, i, j, f] = sum_{p, q, c} x[n, i+p, j+q, c] K[p, q, c, f] + b[f]  (a cross-correlation,
     as in the book's network3.py and every deep-learning library).
 
-    Forward: the k x k windows of x come from one strided view; copying them into rows gives
-    a (m*H'*W', k*k*C) matrix, and one product with K reshaped to (k*k*C, F) gives z.
-    Backward: dC/dK = windows^T delta (BP4 summed over positions), dC/db = sum of delta (BP3),
-    and dC/dx is the "full" convolution of delta with K rotated by 180 degrees: the same
+    Forward: the k x k windows of x come from one strided view; copying them into rows, with a
+    constant 1 appended to each, gives a (m*H'*W', k*k*C + 1) matrix, and one product with K
+    reshaped to (k*k*C, F) and b appended as a last row gives z (the bias is the weight of a
+    constant input).
+    Backward: the same product transposed, windows^T delta, gives dC/dK in its first k*k*C
+    rows (BP4 summed over positions) and dC/db = the sum of delta in its last (BP3); dC/dx is
+    the "full" convolution of delta with K rotated by 180 degrees: the same
     strided-view-and-product on delta padded by k-1.
     """
+
+    _transient = ("_cols", "_x_shape", "_z", "_a")
 
     def __init__(
         self,
@@ -126,43 +206,59 @@ class Conv2D(Layer):
         self.grads = {key: np.zeros_like(v) for key, v in self.params.items()}
         self.needs_input_grad = True
 
-    @staticmethod
-    def _windows(x: np.ndarray, k: int) -> np.ndarray:
-        """The k x k windows of x (m, H, W, C) as rows: shape (m*H'*W', k*k*C)."""
-        m, h, w, c = x.shape
-        view = sliding_window_view(x, (k, k), axis=(1, 2))  # (m, H', W', C, k, k), no copy
-        view = view.transpose(0, 1, 2, 4, 5, 3)  # (m, H', W', k, k, C)
-        return view.reshape(m * (h - k + 1) * (w - k + 1), k * k * c)  # the one copy
+    def _kernel_matrix(self, array) -> np.ndarray:
+        """[K reshaped to (k*k*C, F); b]: shape (k*k*C + 1, F)."""
+        kernel, b = self.params["W"], self.params["b"]
+        f = kernel.shape[-1]
+        matrix = array("kernel", (kernel.size // f + 1, f), kernel.dtype)
+        matrix[:-1] = kernel.reshape(-1, f)
+        matrix[-1] = b
+        return matrix
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         k = self.kernel_size
         m, h, w, _ = x.shape
         if h < k or w < k:
             raise ValueError(f"a {k}x{k} convolution does not fit a {h}x{w} input image")
-        kernel = self.params["W"]
-        cols = self._windows(x, k)
-        z = cols @ kernel.reshape(-1, kernel.shape[-1])
-        z += self.params["b"]
-        z = z.reshape(m, h - k + 1, w - k + 1, kernel.shape[-1])
-        a = self.activation.fn(z)
-        if training:
-            self._cols, self._x_shape, self._z, self._a = cols, x.shape, z, a
+        array = self._arrays(training)
+        cols = _windows(x, k, array, "cols", ones=True)
+        kernel = self._kernel_matrix(array)
+        f = kernel.shape[1]
+        z = np.matmul(cols, kernel, out=array("z", (len(cols), f), kernel.dtype))
+        z = z.reshape(m, h - k + 1, w - k + 1, f)
+        if not training:
+            return self.activation.fn(z, out=z)
+        out = None if isinstance(self.activation, Identity) else self._buffer("a", z.shape, z.dtype)
+        a = self.activation.fn(z, out=out)
+        self._cols, self._x_shape, self._z, self._a = cols, x.shape, z, a
         return a
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        delta = self.activation.backward(self._z, self._a, grad)  # BP2 for this layer
+        delta = self.activation.backward(  # BP2 for this layer
+            self._z, self._a, grad, out=self._buffer("delta", grad.shape, grad.dtype)
+        )
         kernel = self.params["W"]
         k, _, c, f = kernel.shape
         delta_rows = delta.reshape(-1, f)
-        np.matmul(self._cols.T, delta_rows, out=self.grads["W"].reshape(-1, f))  # BP4
-        np.add.reduce(delta_rows, axis=0, out=self.grads["b"])  # BP3
+        grad_matrix = np.matmul(  # BP4 and, in the last row, BP3
+            self._cols.T,
+            delta_rows,
+            out=self._buffer("grad_kernel", (k * k * c + 1, f), delta.dtype),
+        )
+        self.grads["W"][...] = grad_matrix[:-1].reshape(kernel.shape)
+        self.grads["b"][...] = grad_matrix[-1]
         if not self.needs_input_grad:
             return delta[..., :0]
-        # dC/dx = full convolution of delta with the kernel rotated by 180 degrees.
+        # dC/dx = full convolution of delta with the kernel rotated by 180 degrees. The padded
+        # buffer's border is zeroed once, when it is allocated; only its interior is written.
         m, h, w, _ = self._x_shape
-        padded = np.pad(delta, ((0, 0), (k - 1, k - 1), (k - 1, k - 1), (0, 0)))
+        ho, wo = h - k + 1, w - k + 1
+        padded = self._buffer("padded", (m, h + k - 1, w + k - 1, f), delta.dtype, fill=0.0)
+        padded[:, k - 1 : k - 1 + ho, k - 1 : k - 1 + wo] = delta
         rotated = kernel[::-1, ::-1].transpose(0, 1, 3, 2).reshape(k * k * f, c)
-        return (self._windows(padded, k) @ rotated).reshape(m, h, w, c)
+        windows = _windows(padded, k, self._buffer, "delta_cols", ones=False)
+        dx = np.matmul(windows, rotated, out=self._buffer("dx", (m * h * w, c), delta.dtype))
+        return dx.reshape(m, h, w, c)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         h, w, _ = input_shape
@@ -170,19 +266,41 @@ class Conv2D(Layer):
         return (h - k + 1, w - k + 1, self.params["W"].shape[-1])
 
 
+def _max_over_axis(x: np.ndarray, axis: int, out: np.ndarray) -> np.ndarray:
+    """out = the maximum of x over ``axis`` (of length p, the pool size), as p - 1
+    element-wise maxima: numpy's own reduction over a short strided axis is ~3x slower."""
+    slices = np.moveaxis(x, axis, 0)
+    if len(slices) == 1:
+        np.copyto(out, slices[0])
+        return out
+    np.maximum(slices[0], slices[1], out=out)
+    for s in slices[2:]:
+        np.maximum(out, s, out=out)
+    return out
+
+
 class MaxPool2D(Layer):
-    """Max-pooling over non-overlapping p x p blocks of (m, H, W, C) input.
+    """Max-pooling over non-overlapping p x p blocks of (m, H, W, C) input, optionally
+    followed by an activation.
 
     Rows and columns that do not fill a whole block are dropped (as PyTorch's floor mode).
-    The forward pass is a reshape to (m, H/p, p, W/p, p, C) and a max over the two block
-    axes; the backward pass routes each block's gradient to the input(s) equal to its
-    maximum. (A tie sends the gradient to every tied input; ties need equal real values,
-    which in practice means ReLU zeros, where the activation's derivative is 0 anyway.)
+    The forward pass views the input as (m, H/p, p, W/p, p, C) blocks (a reshape, no copy)
+    and takes the maximum over the two block axes; the backward pass routes each block's
+    gradient to the input(s) equal to its maximum. (A tie sends the gradient to every tied
+    input; ties need equal real values, which in practice means inputs that are exactly 0.)
+
+    ``activation``: max-pooling commutes with a non-decreasing activation,
+    max(sigma(z)) = sigma(max(z)), so a convolution followed by pooling can hand its activation
+    to the pool and let it apply sigma (forward) and sigma' (backward) to p*p times fewer
+    numbers; :class:`~pipeline.nn.network.Network` does this for every such pair.
     """
 
-    def __init__(self, pool_size: int) -> None:
+    _transient = ("_x", "_out", "_a")
+
+    def __init__(self, pool_size: int, activation: Activation | None = None) -> None:
         super().__init__()
         self.pool_size = pool_size
+        self.activation = activation if activation is not None else Identity()
 
     def _blocks(self, x: np.ndarray) -> np.ndarray:
         """A (m, H/p, p, W/p, p, C) view of x's whole blocks (no copy)."""
@@ -196,16 +314,32 @@ class MaxPool2D(Layer):
             raise ValueError(
                 f"a {p}x{p} max-pool does not fit a {x.shape[1]}x{x.shape[2]} feature map"
             )
-        out = self._blocks(x).max(axis=(2, 4))
-        if training:
-            self._x, self._out = x, out
-        return out
+        array = self._arrays(training)
+        blocks = self._blocks(x)
+        m, hp, _, wp, _, c = blocks.shape
+        # The maximum over the block's rows (axis 2), then over its columns.
+        rows_max = _max_over_axis(blocks, 2, array("rows_max", (m, hp, wp, p, c), x.dtype))
+        out = _max_over_axis(rows_max, 3, array("out", (m, hp, wp, c), x.dtype))
+        if not training:
+            return self.activation.fn(out, out=out)
+        a_buffer = None if isinstance(self.activation, Identity) else self._buffer
+        a = self.activation.fn(out, out=a_buffer and a_buffer("a", out.shape, out.dtype))
+        self._x, self._out, self._a = x, out, a
+        return a
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
+        delta = self.activation.backward(  # sigma' of the pooled maxima, if pooling owns sigma
+            self._out, self._a, grad, out=self._buffer("delta", grad.shape, grad.dtype)
+        )
         blocks = self._blocks(self._x)
-        is_max = blocks == self._out[:, :, None, :, None, :]
-        dx = np.zeros_like(self._x)
-        self._blocks(dx)[...] = is_max * grad[:, :, None, :, None, :]
+        is_max = np.equal(
+            blocks,
+            self._out[:, :, None, :, None, :],
+            out=self._buffer("is_max", blocks.shape, np.dtype(bool)),
+        )
+        # Rows/columns outside whole blocks get no gradient: zeroed once, never written.
+        dx = self._buffer("dx", self._x.shape, self._x.dtype, fill=0.0)
+        np.multiply(is_max, delta[:, :, None, :, None, :], out=self._blocks(dx))
         return dx
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -219,6 +353,8 @@ class Dropout(Layer):
     and scale the survivors by 1 / (1 - rate), so that nothing changes at prediction time.
     """
 
+    _transient = ("_mask",)
+
     def __init__(self, rate: float, rng: np.random.Generator) -> None:
         super().__init__()
         if not 0.0 <= rate < 1.0:
@@ -231,16 +367,23 @@ class Dropout(Layer):
             self._mask = None
             return x
         keep = 1.0 - self.rate
-        self._mask = (self.rng.random(x.shape, dtype=np.float64) < keep).astype(x.dtype)
+        # Uniform draws in float64 whatever x's dtype, so float32 and float64 networks with
+        # the same seed drop the same neurons.
+        draws = self.rng.random(dtype=np.float64, out=self._buffer("draws", x.shape, np.float64))
+        self._mask = np.less(draws, keep, out=self._buffer("mask", x.shape, x.dtype))
         self._mask /= x.dtype.type(keep)
-        return x * self._mask
+        return np.multiply(x, self._mask, out=self._buffer("out", x.shape, x.dtype))
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        return grad if self._mask is None else grad * self._mask
+        if self._mask is None:
+            return grad
+        return np.multiply(grad, self._mask, out=self._buffer("dx", grad.shape, grad.dtype))
 
 
 class Flatten(Layer):
     """(m, H, W, C) -> (m, H*W*C)."""
+
+    _transient = ("_x_shape",)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         if training:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.nn.activations import Identity
 from pipeline.nn.costs import Cost
-from pipeline.nn.layers import Conv2D, Dense, Layer
+from pipeline.nn.layers import Conv2D, Dense, Layer, MaxPool2D
 from pipeline.nn.optimizers import SGD
 from pipeline.nn.regularizers import Regularizer
 
@@ -15,6 +16,11 @@ class Network:
 
     ``train_batch`` is one step of mini-batch SGD: forward pass, output error delta^L from the
     cost (BP1), backward pass through the layers (BP2-BP4), penalty gradient, update.
+
+    A convolution with a non-decreasing activation (sigmoid, tanh, ReLU) followed by
+    max-pooling hands its activation to the pool: max(sigma(z)) = sigma(max(z)), so the
+    network computes the same function with sigma and sigma' applied to the pooled map, p*p
+    times fewer numbers (the layers and their parameters are unchanged).
     """
 
     def __init__(
@@ -28,6 +34,14 @@ class Network:
         self.layers = layers
         self.cost = cost
         self.regularizer = regularizer or Regularizer()
+        for conv, pool in zip(layers, layers[1:], strict=False):
+            if (
+                isinstance(conv, Conv2D)
+                and isinstance(pool, MaxPool2D)
+                and conv.activation.monotone
+                and isinstance(pool.activation, Identity)
+            ):
+                conv.activation, pool.activation = pool.activation, conv.activation
         # Flat lists of the arrays the hot loop touches, built once (updated in place).
         self._params = [value for _, value, _ in self.parameters()]
         self._grads = [grad for _, _, grad in self.parameters()]
@@ -71,7 +85,11 @@ class Network:
 
     # --- forward ---------------------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """Output activations a^L for a mini-batch x."""
+        """Output activations a^L for a mini-batch x.
+
+        In training the result is the output layer's work buffer, overwritten by the next
+        training pass; at prediction time it is a new array.
+        """
         for layer in self.layers:
             x = layer.forward(x, training)
         return x
@@ -88,11 +106,13 @@ class Network:
 
         ``y`` is one-hot (m, n_outputs); ``n`` is the training set size for the penalty.
         Returns the output activations a^L of the forward pass (the cost is not computed
-        here: the training loop scores a whole epoch's outputs at once, which is cheaper).
+        here: the training loop scores a whole epoch's outputs at once, which is cheaper);
+        like every array of the training pass, it is valid until the next one.
         """
         a = self.forward(x, training=True)
         out = self.layers[-1]
-        delta = self.cost.delta(out._z, a, y, out.activation)  # BP1, per sample
+        delta = out._buffer("delta", a.shape, a.dtype)
+        self.cost.delta(out._z, a, y, out.activation, out=delta)  # BP1, per sample
         delta *= a.dtype.type(1.0 / len(x))  # the batch mean
         grad = out.backward_delta(delta)
         for layer in reversed(self.layers[:-1]):
