@@ -310,16 +310,20 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
             self.gradient_norms_ = []
 
         outputs = np.empty_like(Y)  # a^L of every sample as it was trained on, this epoch
+        x_batch = np.empty((batch, *X.shape[1:]), X.dtype)  # the mini-batch, copied from X
         for _ in range(epochs):
-            order = self._rng.permutation(n)
-            X_epoch, Y_epoch = X[order], Y[order]  # one copy per epoch; batches are views
+            order = self._rng.permutation(n)  # shuffle by index, once per epoch
+            Y_epoch = Y[order]  # the (small) one-hot targets in training order
             optimizer.learning_rate = schedule.eta
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 for start in range(0, n, batch):
-                    end = start + batch
-                    outputs[start:end] = net.train_batch(
-                        X_epoch[start:end], Y_epoch[start:end], n, optimizer
+                    end = min(start + batch, n)
+                    # Gather the batch's rows into one reused buffer: X is never copied whole,
+                    # and the rows go straight from the cache into the first matrix product.
+                    xb = np.take(
+                        X, order[start:end], axis=0, out=x_batch[: end - start], mode="clip"
                     )
+                    outputs[start:end] = net.train_batch(xb, Y_epoch[start:end], n, optimizer)
                 # The epoch's training loss: the mean cost of the mini-batches' outputs as
                 # they were seen, plus the weight penalty at the end of the epoch.
                 loss = net.cost.fn(outputs, Y_epoch) + net.regularizer.penalty(net.weights, n)
