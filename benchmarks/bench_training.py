@@ -56,7 +56,10 @@ if not __package__:  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (  # noqa: E402
+    N_CLASSES,
+    N_FEATURES,
     blas_libraries,
+    make_data,
     render_markdown,
     render_text,
     time_call,
@@ -64,8 +67,6 @@ from benchmarks.common import (  # noqa: E402
 )
 from pipeline import CNNClassifier, MLPClassifier  # noqa: E402
 
-N_FEATURES = 784  # 28 x 28 images
-N_CLASSES = 10
 LEARNING_RATE = 0.1  # the same eta for both MLPs; it does not change the work per step
 MLP_HIDDEN = (30, 100)
 MLP_BATCHES = (10, 128)
@@ -119,16 +120,7 @@ class Result:
         ]
 
 
-# --- data and estimators -------------------------------------------------------------------
-def make_data(n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """10 classes of Gaussian blobs around random prototype images, pixels in [0, 1]."""
-    rng = np.random.default_rng(seed)
-    prototypes = rng.random((N_CLASSES, N_FEATURES))
-    y = rng.integers(0, N_CLASSES, n_samples)
-    X = prototypes[y] + 0.3 * rng.standard_normal((n_samples, N_FEATURES))
-    return np.clip(X, 0.0, 1.0).astype(np.float32), y
-
-
+# --- estimators ----------------------------------------------------------------------------
 def ours_mlp(hidden: int, batch: int, epochs: int, seed: int) -> MLPClassifier:
     return MLPClassifier(
         (hidden,),

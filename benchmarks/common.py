@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks: timing, BLAS description, tables, atomic writes."""
+"""Helpers shared by the benchmarks: data, timing, BLAS description, tables, atomic writes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,21 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 from threadpoolctl import threadpool_info
+
+N_FEATURES = 784  # 28 x 28 images, as Fashion-MNIST
+N_CLASSES = 10
+
+
+def make_data(n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST-sized synthetic data: 10 classes of Gaussian blobs around random
+    prototype images, 784 float32 pixels in [0, 1], int64 labels."""
+    rng = np.random.default_rng(seed)
+    prototypes = rng.random((N_CLASSES, N_FEATURES))
+    y = rng.integers(0, N_CLASSES, n_samples)
+    X = prototypes[y] + 0.3 * rng.standard_normal((n_samples, N_FEATURES))
+    return np.clip(X, 0.0, 1.0).astype(np.float32), y
 
 
 def time_call(fn: Callable[[], object]) -> float:

@@ -1,0 +1,546 @@
+"""Issue 6: our NumPy networks against PyTorch on the CPU, scikit-learn and the matmul peak.
+
+Run ``python -m benchmarks`` (``--help`` for the options). It prints one table and writes it
+to ``reports/benchmarks.md``.
+
+What is measured
+----------------
+* Training, samples per second of one epoch of plain mini-batch SGD (constant eta, no
+  momentum, no penalty, shuffled every epoch):
+
+  - MLP [784, 100, 10], sigmoid hidden neurons, softmax outputs with the log-likelihood
+    (cross-entropy) cost, batch 10 and batch 128: ``pipeline.MLPClassifier``,
+    ``sklearn.neural_network.MLPClassifier`` (solver "sgd", "logistic") and PyTorch.
+  - The chapter-6 CNN: conv 20@5x5 (ReLU), 2x2 max-pool, dense 100 (ReLU), softmax 10, on
+    28x28 images, batch 64: ``pipeline.CNNClassifier`` and PyTorch (sklearn has no CNN).
+
+  Ours and sklearn's are timed through ``fit`` (input checks included) with ``epochs=1`` /
+  ``max_iter=1``. The PyTorch reference is what a user would write: an equivalent
+  ``nn.Sequential``, ``nn.CrossEntropyLoss``, ``torch.optim.SGD``, and a Python loop over
+  mini-batches drawn from a ``torch.randperm`` of the training set.
+* Prediction: class probabilities of 10,000 images by the fitted MLP [784, 100, 10]
+  (``predict_proba`` for ours and sklearn's; softmax of the network's output under
+  ``torch.inference_mode`` for PyTorch).
+* The NumPy float32 matrix-product peak: (2048x2048)@(2048x2048) and the MLP's own largest
+  product (128x784)@(784x100), in GFLOP/s, at every thread count used above; and the
+  fraction of that peak our MLP reaches at batch 128, counting 6 * (784*100 + 100*10) FLOP
+  per training sample (forward, and backward for both weight and input gradients, as the
+  issue does; our first layer skips its input gradient, so the FLOPs it really does are
+  about 2/3 of that count).
+
+How
+---
+Synthetic Fashion-MNIST-sized data (784 float32 pixels in [0, 1], 10 classes, seeded).
+Every implementation runs with the same number of threads (threadpoolctl limits the BLAS
+and OpenMP pools, ``torch.set_num_threads`` PyTorch's), printed in the table. Each
+measurement is repeated ``--repeats`` times with the implementations interleaved (their
+order alternating between repeats), so that a busy neighbour on a shared machine slows all
+of them alike; the table gives medians (the matmul peak: the best repeat, the stricter
+reference). Everything is warmed up once, untimed. The load average is printed before and
+after: on a shared 2-core machine, figures taken while others run are noisy, the ratios
+much less so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import sklearn
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier as SklearnMLP
+from threadpoolctl import threadpool_limits
+
+if not __package__:  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import (  # noqa: E402
+    N_CLASSES,
+    N_FEATURES,
+    blas_libraries,
+    make_data,
+    render_markdown,
+    render_text,
+)
+from pipeline import CNNClassifier, MLPClassifier  # noqa: E402
+from pipeline.artifacts import write_text  # noqa: E402
+
+try:  # PyTorch is a reference only, never a dependency of the project
+    import torch
+except ImportError:  # pragma: no cover - depends on the environment
+    torch = None
+
+LEARNING_RATE = 0.1
+HIDDEN = 100
+MLP_FLOP_PER_SAMPLE = 6 * (N_FEATURES * HIDDEN + HIDDEN * N_CLASSES)  # the issue's count
+PEAK_SHAPES = {"2048x2048x2048": (2048, 2048, 2048), "(128x784)@(784x100)": (128, 784, 100)}
+DEFAULT_OUTPUT = Path("reports/benchmarks.md")
+HEADERS = (
+    "benchmark",
+    "batch",
+    "threads",
+    "unit",
+    "ours",
+    "sklearn",
+    "PyTorch",
+    "ours/sklearn",
+    "ours/PyTorch",
+    "target",
+    "result",
+)
+
+
+# --- the implementations -------------------------------------------------------------------
+def ours_mlp(batch: int, seed: int, epochs: int = 1) -> MLPClassifier:
+    return MLPClassifier(
+        (HIDDEN,),
+        activation="sigmoid",
+        cost="log_likelihood",  # softmax outputs, as sklearn's and nn.CrossEntropyLoss
+        learning_rate=LEARNING_RATE,
+        batch_size=batch,
+        epochs=epochs,
+        random_state=seed,
+        dtype="float32",
+    )
+
+
+def sklearn_mlp(batch: int, seed: int, epochs: int = 1) -> SklearnMLP:
+    return SklearnMLP(
+        (HIDDEN,),
+        activation="logistic",
+        solver="sgd",
+        alpha=0.0,
+        batch_size=batch,
+        learning_rate="constant",
+        learning_rate_init=LEARNING_RATE,
+        max_iter=epochs,
+        shuffle=True,
+        random_state=seed,
+        tol=0.0,
+        momentum=0.0,
+        nesterovs_momentum=False,
+        early_stopping=False,
+        n_iter_no_change=epochs + 1,
+    )
+
+
+def ours_cnn(batch: int, seed: int, epochs: int = 1) -> CNNClassifier:
+    return CNNClassifier(
+        conv_layers=((20, 5, 2),),
+        hidden_layer_sizes=(HIDDEN,),
+        activation="relu",
+        cost="log_likelihood",
+        learning_rate=LEARNING_RATE,
+        batch_size=batch,
+        epochs=epochs,
+        random_state=seed,
+        dtype="float32",
+    )
+
+
+def torch_mlp():
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(N_FEATURES, HIDDEN), nn.Sigmoid(), nn.Linear(HIDDEN, N_CLASSES))
+
+
+def torch_cnn():
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(1, 20, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(20 * 12 * 12, HIDDEN),
+        nn.ReLU(),
+        nn.Linear(HIDDEN, N_CLASSES),
+    )
+
+
+def torch_train_epoch(model, X, y, batch: int, seed: int) -> None:
+    """One epoch of plain SGD, written the way a PyTorch user writes it."""
+    torch.manual_seed(seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    perm = torch.randperm(len(X))
+    for start in range(0, len(X), batch):
+        idx = perm[start : start + batch]
+        optimizer.zero_grad()
+        loss_fn(model(X[idx]), y[idx]).backward()
+        optimizer.step()
+
+
+# --- timing --------------------------------------------------------------------------------
+def seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def fitting(make: Callable[[int], object], X: np.ndarray, y: np.ndarray):
+    """A candidate for :func:`interleaved`: a fresh estimator ``make(seed)``, timed in fit."""
+
+    def prepare(seed: int) -> Callable[[], object]:
+        estimator = make(seed)
+        return lambda: estimator.fit(X, y)
+
+    return prepare
+
+
+def interleaved(
+    candidates: dict[str, Callable[[int], Callable[[], object]]], repeats: int, seed: int = 0
+) -> dict[str, float]:
+    """Median seconds of each candidate, timed in turns (order alternating by repeat).
+
+    ``candidates[name](seed)`` prepares one run (untimed: building a fresh model) and
+    returns the callable that is timed. Every candidate runs once untimed first.
+    """
+    names = list(candidates)
+    for name in names:
+        candidates[name](seed + repeats)()  # warm-up, with a seed the repeats do not use
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for repeat in range(repeats):
+        for name in names if repeat % 2 == 0 else reversed(names):
+            times[name].append(seconds(candidates[name](seed + repeat)))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def matmul_gflops(m: int, k: int, n: int, repeats: int, seed: int = 0) -> float:
+    """The best GFLOP/s of repeated float32 products (m x k) @ (k x n) into a preallocated
+    array, each repeat running for at least ~0.2 s."""
+    rng = np.random.default_rng(seed)
+    a = rng.random((m, k), dtype=np.float32)
+    b = rng.random((k, n), dtype=np.float32)
+    out = np.empty((m, n), np.float32)
+    np.matmul(a, b, out=out)
+    calls = max(1, int(0.2 / max(seconds(lambda: np.matmul(a, b, out=out)), 1e-6)))
+    best = min(
+        seconds(lambda: [np.matmul(a, b, out=out) for _ in range(calls)]) / calls
+        for _ in range(repeats)
+    )
+    return 2.0 * m * k * n / best / 1e9
+
+
+# --- the table -----------------------------------------------------------------------------
+@dataclass
+class Row:
+    benchmark: str
+    batch: str
+    threads: int
+    unit: str
+    values: dict[str, float | None] = field(default_factory=dict)  # ours, sklearn, PyTorch
+    target: str = ""
+    met: bool | None = None
+    fmt: str = "{:,.0f}"
+
+    def ratio(self, other: str) -> str:
+        ours, theirs = self.values.get("ours"), self.values.get(other)
+        return "" if not ours or not theirs else f"{ours / theirs:.2f}x"
+
+    def cells(self) -> list[str]:
+        def value(name: str) -> str:
+            v = self.values.get(name)
+            return "" if v is None else self.fmt.format(v)
+
+        result = "" if self.met is None else ("PASS" if self.met else "BELOW")
+        return [
+            self.benchmark,
+            self.batch,
+            str(self.threads),
+            self.unit,
+            value("ours"),
+            value("sklearn"),
+            value("PyTorch"),
+            self.ratio("sklearn"),
+            self.ratio("PyTorch"),
+            self.target,
+            result,
+        ]
+
+
+def training_row(
+    name: str,
+    batch: int,
+    threads: int,
+    times: dict[str, float],
+    n: int,
+    min_vs_torch: float | None,
+) -> Row:
+    values = {impl: n / t for impl, t in times.items()}
+    row = Row(name, str(batch), threads, "samples/s", values)
+    if min_vs_torch is not None:
+        row.target = f">= {min_vs_torch:g}x PyTorch"
+        if "PyTorch" in values:
+            row.met = values["ours"] / values["PyTorch"] >= min_vs_torch
+        else:
+            row.target += " (PyTorch not installed)"
+    return row
+
+
+# --- the benchmarks ------------------------------------------------------------------------
+def bench_mlp_training(args, X, y, batch: int, threads: int, min_vs_torch: float) -> Row:
+    candidates = {
+        "ours": fitting(lambda seed: ours_mlp(batch, seed), X, y),
+        "sklearn": fitting(lambda seed: sklearn_mlp(batch, seed), X, y),
+    }
+    if torch is not None:
+        Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+
+        def torch_run(seed: int):
+            torch.manual_seed(seed)
+            model = torch_mlp()
+            return lambda: torch_train_epoch(model, Xt, yt, batch, seed)
+
+        candidates["PyTorch"] = torch_run
+    with limited_threads(threads):
+        times = interleaved(candidates, args.repeats, args.seed)
+    return training_row(
+        f"train MLP [784, {HIDDEN}, 10], {len(X):,} samples",
+        batch,
+        threads,
+        times,
+        len(X),
+        min_vs_torch,
+    )
+
+
+def bench_cnn_training(args, X, y, batch: int, threads: int) -> Row:
+    candidates = {"ours": fitting(lambda seed: ours_cnn(batch, seed), X, y)}
+    if torch is not None:
+        Xt = torch.from_numpy(X.reshape(-1, 1, 28, 28))
+        yt = torch.from_numpy(y)
+
+        def torch_run(seed: int):
+            torch.manual_seed(seed)
+            model = torch_cnn()
+            return lambda: torch_train_epoch(model, Xt, yt, batch, seed)
+
+        candidates["PyTorch"] = torch_run
+    with limited_threads(threads):
+        times = interleaved(candidates, args.repeats, args.seed)
+    return training_row(
+        f"train CNN conv 20@5x5, pool 2, [100, 10], {len(X):,} images",
+        batch,
+        threads,
+        times,
+        len(X),
+        1.0,
+    )
+
+
+def bench_prediction(args, X_train, y_train, X_test, threads: int) -> Row:
+    with limited_threads(threads):
+        ours = ours_mlp(128, args.seed).fit(X_train, y_train)
+        theirs = sklearn_mlp(128, args.seed).fit(X_train, y_train)
+        candidates = {
+            "ours": lambda seed: lambda: ours.predict_proba(X_test),
+            "sklearn": lambda seed: lambda: theirs.predict_proba(X_test),
+        }
+        if torch is not None:
+            model = torch_mlp()
+            torch_train_epoch(model, torch.from_numpy(X_train), torch.from_numpy(y_train), 128, 0)
+            model.eval()
+            Xt = torch.from_numpy(X_test)
+
+            def torch_predict():
+                with torch.inference_mode():
+                    return torch.softmax(model(Xt), dim=1).numpy()
+
+            candidates["PyTorch"] = lambda seed: torch_predict
+        times = interleaved(candidates, max(args.repeats, 5), args.seed)
+    values = {impl: len(X_test) / t for impl, t in times.items()}
+    row = Row(
+        f"predict_proba MLP [784, {HIDDEN}, 10], {len(X_test):,} images",
+        str(len(X_test)),
+        threads,
+        "samples/s",
+        values,
+        ">= 1x sklearn",
+    )
+    row.met = values["ours"] >= values["sklearn"]
+    return row
+
+
+class limited_threads:
+    """BLAS and OpenMP pools (threadpoolctl) and PyTorch limited to ``threads``."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self._limits = threadpool_limits(limits=threads)
+
+    def __enter__(self):
+        self._limits.__enter__()
+        if torch is not None:
+            self._torch_threads = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+        return self
+
+    def __exit__(self, *exc):
+        if torch is not None:
+            torch.set_num_threads(self._torch_threads)
+        return self._limits.__exit__(*exc)
+
+
+# --- report --------------------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> str:
+    try:
+        return ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def environment(args) -> list[str]:
+    versions = (
+        f"Python {platform.python_version()}, NumPy {np.__version__}, "
+        f"scikit-learn {sklearn.__version__}, "
+        + (f"PyTorch {torch.__version__}" if torch is not None else "PyTorch not installed")
+    )
+    return [
+        f"{cpu_model()}, {os.cpu_count()} logical CPUs; {versions}",
+        *(f"BLAS: {line}" for line in blas_libraries()),
+        f"data: synthetic, {N_FEATURES} float32 features, {N_CLASSES} classes; "
+        f"MLP {args.samples:,} training samples, CNN {args.cnn_samples:,}, "
+        f"prediction {args.predict_samples:,}; one epoch per fit, eta {LEARNING_RATE}; "
+        f"medians of {args.repeats} interleaved repeats; seed {args.seed}",
+    ]
+
+
+def markdown_report(env: Sequence[str], rows: Sequence[Row], loads: tuple[str, str]) -> str:
+    bullets = "\n".join(f"- {line}" for line in env)
+    table = render_markdown(HEADERS, [r.cells() for r in rows])
+    return (
+        "# Performance: ours vs PyTorch CPU, scikit-learn and the NumPy matmul peak\n\n"
+        "Written by `python -m benchmarks` (see `benchmarks/bench_performance.py`).\n\n"
+        f"{bullets}\n- load average before: {loads[0]}; after: {loads[1]}\n\n{table}\n"
+    )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Training and prediction throughput of our networks against PyTorch "
+        "(when installed), scikit-learn and the NumPy matmul peak (issue 6).",
+    )
+    parser.add_argument("--samples", type=int, default=20_000, help="MLP training samples")
+    parser.add_argument("--cnn-samples", type=int, default=5_000, help="CNN training images")
+    parser.add_argument("--predict-samples", type=int, default=10_000, help="images to predict")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement")
+    parser.add_argument("--mlp-threads", type=int, default=1, help="threads for MLP training")
+    parser.add_argument("--cnn-threads", type=int, default=2, help="threads for CNN training")
+    parser.add_argument("--predict-threads", type=int, default=1, help="threads for prediction")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--output", type=Path, default=DEFAULT_OUTPUT, help="Markdown table (default: %(default)s)"
+    )
+    parser.add_argument("--no-output", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    for name in ("samples", "cnn_samples", "predict_samples", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("mlp_threads", "cnn_threads", "predict_threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
+
+
+def progress(message: str) -> None:
+    print(f"  {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    n_total = max(args.samples, args.cnn_samples) + args.predict_samples
+    X, y = make_data(n_total, args.seed)
+    X_test = X[-args.predict_samples :]
+    X_train, y_train = X[: n_total - args.predict_samples], y[: n_total - args.predict_samples]
+    env = environment(args)
+    print("\n".join(env), flush=True)
+    load_before = load_average()
+    print(f"load average before: {load_before}", flush=True)
+
+    rows: list[Row] = []
+    Xm, ym = X_train[: args.samples], y_train[: args.samples]
+    rows.append(bench_mlp_training(args, Xm, ym, 10, args.mlp_threads, 2.0))
+    progress("MLP batch 10")
+    mlp128 = bench_mlp_training(args, Xm, ym, 128, args.mlp_threads, 1.0)
+    rows.append(mlp128)
+    progress("MLP batch 128")
+    Xc, yc = X_train[: args.cnn_samples], y_train[: args.cnn_samples]
+    rows.append(bench_cnn_training(args, Xc, yc, 64, args.cnn_threads))
+    progress("CNN batch 64")
+    rows.append(bench_prediction(args, Xm, ym, X_test, args.predict_threads))
+    progress("prediction")
+
+    thread_counts = sorted({args.mlp_threads, args.cnn_threads, args.predict_threads})
+    peaks: dict[tuple[str, int], float] = {}
+    for threads in thread_counts:
+        with limited_threads(threads):
+            for label, shape in PEAK_SHAPES.items():
+                peaks[label, threads] = matmul_gflops(*shape, repeats=args.repeats)
+                rows.append(
+                    Row(
+                        f"NumPy float32 matmul {label}",
+                        "",
+                        threads,
+                        "GFLOP/s",
+                        {"ours": peaks[label, threads]},
+                        "reference",
+                        fmt="{:,.1f}",
+                    )
+                )
+    progress("matmul peak")
+
+    peak = peaks["2048x2048x2048", args.mlp_threads]
+    gflops = {k: v * MLP_FLOP_PER_SAMPLE / 1e9 for k, v in mlp128.values.items()}
+    rows.append(
+        Row(
+            "train MLP batch 128 at 6*(784*100+100*10) FLOP/sample",
+            "128",
+            args.mlp_threads,
+            "GFLOP/s",
+            gflops,
+            fmt="{:,.1f}",
+        )
+    )
+    rows.append(
+        Row(
+            "  ... as a fraction of the 2048x2048x2048 peak",
+            "128",
+            args.mlp_threads,
+            "% of peak",
+            {k: 100 * v / peak for k, v in gflops.items()},
+            ">= 50%",
+            100 * gflops["ours"] / peak >= 50,
+            fmt="{:.0f}%",
+        )
+    )
+    load_after = load_average()
+    print(f"load average after: {load_after}\n", flush=True)
+    print(render_text(HEADERS, [r.cells() for r in rows]))
+    if not args.no_output:
+        write_text(args.output, markdown_report(env, rows, (load_before, load_after)))
+        print(f"\nwritten to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
