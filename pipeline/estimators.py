@@ -34,7 +34,7 @@ from pipeline.nn import (
     get_activation,
     get_cost,
 )
-from pipeline.nn.activations import HIDDEN_ACTIVATIONS
+from pipeline.nn.activations import HIDDEN_ACTIVATIONS, row_sum
 from pipeline.nn.initializers import INITS
 
 
@@ -400,7 +400,7 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
         a = self._forward_chunked(self._network_input(X)).astype(np.float64)
         # Sigmoid outputs need normalising; softmax outputs computed in float32 need it too,
         # to sum to 1 in float64.
-        a /= np.maximum(a.sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
+        a /= np.maximum(row_sum(a), np.finfo(np.float64).tiny)
         return a
 
     def predict(self, X) -> np.ndarray:

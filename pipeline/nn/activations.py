@@ -15,6 +15,23 @@ from __future__ import annotations
 import numpy as np
 
 
+def row_max(x: np.ndarray) -> np.ndarray:
+    """``x.max(axis=-1, keepdims=True)`` of a 2-D array with short rows (one number per class).
+
+    numpy reduces each short row in a loop of its own, which for many rows is ~10x slower
+    than the same maxima taken down the long rows of the transposed copy.
+    """
+    if x.ndim != 2:
+        return x.max(axis=-1, keepdims=True)
+    return np.ascontiguousarray(x.T).max(axis=0)[:, None]
+
+
+def row_sum(x: np.ndarray) -> np.ndarray:
+    """``x.sum(axis=-1, keepdims=True)``, as a product with a column of ones (BLAS: several
+    times faster than numpy's reduction of many short rows)."""
+    return x @ np.ones((x.shape[-1], 1), x.dtype)
+
+
 class Activation:
     """Base class of the element-wise activations."""
 
@@ -124,9 +141,9 @@ class Softmax(Activation):
 
     def fn(self, z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         # Shifting z by its row maximum changes nothing and keeps e^z from overflowing.
-        e = np.subtract(z, z.max(axis=-1, keepdims=True), out=out)
+        e = np.subtract(z, row_max(z), out=out)
         np.exp(e, out=e)
-        e /= e.sum(axis=-1, keepdims=True)
+        e /= row_sum(e)
         return e
 
     def prime(self, z: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -136,7 +153,7 @@ class Softmax(Activation):
         self, z: np.ndarray, a: np.ndarray, grad_a: np.ndarray, out: np.ndarray | None = None
     ) -> np.ndarray:
         # Jacobian-vector product: da_j/dz_i = a_j (delta_ij - a_i).
-        out = np.subtract(grad_a, np.sum(grad_a * a, axis=-1, keepdims=True), out=out)
+        out = np.subtract(grad_a, row_sum(grad_a * a), out=out)
         out *= a
         return out
 
