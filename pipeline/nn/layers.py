@@ -157,11 +157,13 @@ def _windows(x: np.ndarray, k: int, array, name: str, ones: bool) -> np.ndarray:
     view = sliding_window_view(x, (k, k), axis=(1, 2))  # (m, H', W', C, k, k), no copy
     width = kkc + int(ones)
     if c == 1:
-        cols_t = array(name, (width, m * ho * wo), x.dtype, fill=1.0)
+        cols_t = array(name, (width, m * ho * wo), x.dtype)
         np.copyto(cols_t[:kkc].reshape(k, k, c, m, ho, wo), view.transpose(4, 5, 3, 0, 1, 2))
+        cols_t[kkc:] = 1
         return cols_t.T
-    cols = array(name, (m * ho * wo, width), x.dtype, fill=1.0)
+    cols = array(name, (m * ho * wo, width), x.dtype)
     np.copyto(cols[:, :kkc].reshape(m, ho, wo, k, k, c), view.transpose(0, 1, 2, 4, 5, 3))
+    cols[:, kkc:] = 1
     return cols
 
 
