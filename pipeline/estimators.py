@@ -311,46 +311,50 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
 
         outputs = np.empty_like(Y)  # a^L of every sample as it was trained on, this epoch
         x_batch = np.empty((batch, *X.shape[1:]), X.dtype)  # the mini-batch, copied from X
-        for _ in range(epochs):
-            order = self._rng.permutation(n)  # shuffle by index, once per epoch
-            Y_epoch = Y[order]  # the (small) one-hot targets in training order
-            optimizer.learning_rate = schedule.eta
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                for start in range(0, n, batch):
-                    end = min(start + batch, n)
-                    # Gather the batch's rows into one reused buffer: X is never copied whole,
-                    # and the rows go straight from the cache into the first matrix product.
-                    xb = np.take(
-                        X, order[start:end], axis=0, out=x_batch[: end - start], mode="clip"
+        try:
+            for _ in range(epochs):
+                order = self._rng.permutation(n)  # shuffle by index, once per epoch
+                Y_epoch = Y[order]  # the (small) one-hot targets in training order
+                optimizer.learning_rate = schedule.eta
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    for start in range(0, n, batch):
+                        end = min(start + batch, n)
+                        # Gather the batch's rows into one reused buffer: X is never copied whole,
+                        # and the rows go straight from the cache into the first matrix product.
+                        xb = np.take(
+                            X, order[start:end], axis=0, out=x_batch[: end - start], mode="clip"
+                        )
+                        outputs[start:end] = net.train_batch(xb, Y_epoch[start:end], n, optimizer)
+                    # The epoch's training loss: the mean cost of the mini-batches' outputs as
+                    # they were seen, plus the weight penalty at the end of the epoch.
+                    loss = net.cost.fn(outputs, Y_epoch) + net.regularizer.penalty(net.weights, n)
+                if not math.isfinite(loss):
+                    raise DivergenceError(
+                        f"training diverged: loss is {loss} in epoch {self.n_iter_ + 1} "
+                        f"(learning_rate={schedule.eta:g}); try a smaller learning_rate"
                     )
-                    outputs[start:end] = net.train_batch(xb, Y_epoch[start:end], n, optimizer)
-                # The epoch's training loss: the mean cost of the mini-batches' outputs as
-                # they were seen, plus the weight penalty at the end of the epoch.
-                loss = net.cost.fn(outputs, Y_epoch) + net.regularizer.penalty(net.weights, n)
-            if not math.isfinite(loss):
-                raise DivergenceError(
-                    f"training diverged: loss is {loss} in epoch {self.n_iter_ + 1} "
-                    f"(learning_rate={schedule.eta:g}); try a smaller learning_rate"
-                )
-            self.n_iter_ += 1
-            self.loss_curve_.append(loss)
-            self.learning_rate_curve_.append(schedule.eta)
-            info = self._epoch_info(X, Y, n, validation, schedule.eta)
-            stop = schedule.update(info.validation_accuracy)
-            if early_stopping:
-                if info.validation_accuracy > best_score:
-                    best_score, best_state, stale_epochs = (
-                        info.validation_accuracy,
-                        net.get_state(),
-                        0,
-                    )
-                else:
-                    stale_epochs += 1
-                    stop = stop or stale_epochs >= self.n_iter_no_change
-            if any([bool(callback(info)) for callback in callbacks]):
-                stop = True
-            if stop:
-                break
+                self.n_iter_ += 1
+                self.loss_curve_.append(loss)
+                self.learning_rate_curve_.append(schedule.eta)
+                info = self._epoch_info(X, Y, n, validation, schedule.eta)
+                stop = schedule.update(info.validation_accuracy)
+                if early_stopping:
+                    if info.validation_accuracy > best_score:
+                        best_score, best_state, stale_epochs = (
+                            info.validation_accuracy,
+                            net.get_state(),
+                            0,
+                        )
+                    else:
+                        stale_epochs += 1
+                        stop = stop or stale_epochs >= self.n_iter_no_change
+                if any([bool(callback(info)) for callback in callbacks]):
+                    stop = True
+                if stop:
+                    break
+        finally:
+            # Work buffers and the last batch's caches are memory, not model: free them.
+            net.release_buffers()
         if best_state is not None:
             net.set_state(best_state)
 

@@ -67,6 +67,12 @@ class Layer:
         """Where this pass gets its arrays: reused buffers in training, new ones otherwise."""
         return self._buffer if training else _new_array
 
+    def release_buffers(self) -> None:
+        """Drop the work buffers and the last training pass's caches (memory, not state)."""
+        self._buffers = {}
+        for key in self._transient:
+            self.__dict__.pop(key, None)
+
     # Pickling keeps the parameters, not the work buffers and caches of the last batch.
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

@@ -128,6 +128,11 @@ class Network:
         optimizer.step(self._params, self._grads)
         return a
 
+    def release_buffers(self) -> None:
+        """Free every layer's work buffers (training allocates them again when it resumes)."""
+        for layer in self.layers:
+            layer.release_buffers()
+
     def gradient_norms(self) -> dict[str, float]:
         """||dC/dW|| per parameterised layer after the last :meth:`backprop`."""
         return {

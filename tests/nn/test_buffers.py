@@ -80,3 +80,14 @@ def test_pickle_drops_work_buffers_and_training_continues_identically(make):
     ):
         np.testing.assert_array_equal(a, b, err_msg=name)
     np.testing.assert_array_equal(est.predict_proba(X), copy.predict_proba(X))
+
+
+def test_fitted_estimator_keeps_no_work_buffers():
+    rng = np.random.default_rng(0)
+    X, y = rng.random((40, 64)), rng.integers(0, 3, 40)
+    est = CNNClassifier(((4, 3, 2),), hidden_layer_sizes=(10,), epochs=2, batch_size=8).fit(X, y)
+    for layer in est.network_.layers:
+        assert layer._buffers == {}
+        assert not any(hasattr(layer, key) for key in layer._transient)
+    est.partial_fit(X, y)  # allocates them again, and frees them again
+    assert all(layer._buffers == {} for layer in est.network_.layers)
