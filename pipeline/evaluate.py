@@ -36,6 +36,14 @@ def read_history(path: str | Path) -> list[dict]:
     return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in rows]
 
 
+def training_set_size(cfg: DictConfig, meta: dict) -> int:
+    """Images the model trained on: the augmented set when augment wrote one."""
+    augmented = Path(cfg.paths.augmented) / "meta.json"
+    if augmented.is_file():
+        return int(read_json(augmented)["n_total"])
+    return int(meta["counts"]["train"])
+
+
 def predictions_csv(y_true: np.ndarray, y_pred: np.ndarray) -> str:
     lines = ["actual,predicted"] + [f"{t},{p}" for t, p in zip(y_true, y_pred, strict=True)]
     return "\n".join(lines) + "\n"
@@ -57,7 +65,7 @@ def run(cfg: DictConfig) -> dict:
         "test_loss": float(log_loss(test.y, proba, labels=labels)),
         "macro_f1": float(f1_score(test.y, y_pred, average="macro")),
         "n_test": len(test.y),
-        "n_train": int(meta["counts"]["train"]),
+        "n_train": training_set_size(cfg, meta),
         "epochs": int(estimator.n_iter_),
         "best_val_accuracy": estimator.best_validation_score_,
     }

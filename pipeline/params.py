@@ -23,6 +23,7 @@ before ``dvc repro`` does.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import yaml
@@ -32,6 +33,12 @@ from pipeline.config import compose_config, conf_hash, load_params, to_container
 
 PARAMS_FILE = Path("params.yaml")
 HASH_KEY = "conf_hash"
+
+
+class PathsChanged(RuntimeError):
+    """params.yaml was updated, but DVC already read the old paths from it."""
+
+
 HEADER = (
     "# Generated from conf/ by `python -m pipeline.params` (the first DVC stage): edit conf/,\n"
     "# not this file. DVC reads the values that every stage uses from here.\n"
@@ -49,7 +56,14 @@ def update_params(path: Path = PARAMS_FILE, overrides: list[str] | None = None) 
         if stamped is None:  # composed by `dvc exp run`: keep its values, stamp the hash
             _write(path, existing, current_hash)
             return "kept"
-    _write(path, to_container(compose_config(overrides or [])), current_hash)
+    composed = to_container(compose_config(overrides or []))
+    previous_paths = to_container(load_params(path)).get("paths") if path.exists() else None
+    _write(path, composed, current_hash)
+    if previous_paths is not None and previous_paths != composed.get("paths"):
+        raise PathsChanged(
+            f"{path}: the `paths` section changed; dvc.yaml takes its paths from this file, "
+            "so run `dvc repro` again to use the new ones"
+        )
     return "composed"
 
 
@@ -64,7 +78,11 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=mlp")
     parser.add_argument("--output", type=Path, default=PARAMS_FILE)
     args = parser.parse_args()
-    action = update_params(args.output, args.overrides)
+    try:
+        action = update_params(args.output, args.overrides)
+    except PathsChanged as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
     print(f"{args.output}: {action} from conf/")
 
 

@@ -131,13 +131,13 @@ def write_evaluation_report(
                 ["macro F1", f"{metrics['macro_f1']:.4f}"],
                 ["best validation accuracy", _fmt(metrics.get("best_val_accuracy"))],
                 ["epochs trained", metrics["epochs"]],
-                ["training images", metrics["n_train"]],
+                ["training images (augmented)", metrics["n_train"]],
             ],
         ),
         "",
         "## Model",
         "",
-        _table(["parameter", "value"], [[k, f"`{v}`"] for k, v in model_summary.items()]),
+        _table(["parameter", "value"], [[k, f"`{_value(v)}`"] for k, v in model_summary.items()]),
         "",
     ]
     if "learning_curves" in rel:
@@ -176,6 +176,10 @@ def write_evaluation_report(
         parts += ["## Misclassified images", "", f"![misclassified]({rel['misclassified']})", ""]
     write_text(path, "\n".join(parts))
     return path
+
+
+def _value(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _fmt(value) -> str:

@@ -272,7 +272,7 @@ def test_conf_edit_reruns_exactly_the_affected_stages(project, first_repro):
     ran = stages_run(result)
     for stage in ("prepare", "augment"):
         assert f"Stage '{stage}' didn't change, skipping" in result.stdout, describe(result)
-    assert [s for s in ran if s != "search"] == ["params", "train", "evaluate"], describe(result)
+    assert ran == ["params", "train", "evaluate"], describe(result)  # not the search
     assert model_params(repo)["learning_rate"] == 0.25
     assert read_yaml(repo / "params.yaml")["train"]["learning_rate"] == 0.25
 
@@ -280,12 +280,6 @@ def test_conf_edit_reruns_exactly_the_affected_stages(project, first_repro):
     learning_rate = json.loads(diff.stdout)["params.yaml"].get("train.learning_rate", {})
     assert (learning_rate.get("old"), learning_rate.get("new")) == (0.5, 0.25), describe(diff)
     commit(repo, "learning rate 0.25")
-    if "search" in ran:
-        pytest.xfail(
-            "known bug: a learning-rate edit reruns the search stage: its params in dvc.yaml "
-            "(and its study name) take all of `train`, the searched eta, lambda and batch "
-            "size included"
-        )
 
 
 def test_exp_run_set_param_changes_what_train_uses(project, first_repro):

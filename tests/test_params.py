@@ -81,3 +81,15 @@ def test_conf_dir_follows_the_working_directory(tmp_path, monkeypatch):
     (tmp_path / "conf" / "config.yaml").write_text("seed: 7\n")
     assert config.conf_dir() == tmp_path / "conf"
     assert config.compose_config()["seed"] == 7
+
+
+def test_changed_paths_ask_for_a_second_repro(conf_copy, tmp_path):
+    """dvc.yaml reads its paths from params.yaml before the params stage runs."""
+    out = tmp_path / "params.yaml"
+    params.update_params(out)
+    config_yaml = conf_copy / "config.yaml"
+    config_yaml.write_text(config_yaml.read_text().replace("models: models", "models: weights"))
+    with pytest.raises(params.PathsChanged, match="run `dvc repro` again"):
+        params.update_params(out)
+    assert read(out)["paths"]["models"] == "weights"  # written: the next run goes through
+    assert params.update_params(out) == "kept"
