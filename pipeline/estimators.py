@@ -16,7 +16,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.model_selection import train_test_split
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
@@ -74,6 +74,13 @@ def _generator(random_state) -> np.random.Generator:
     return np.random.default_rng(check_random_state(random_state).randint(2**31 - 1))
 
 
+def _whole_number(value, name: str, context) -> int:
+    """``value`` as an int if it is a whole number (not a bool); else a ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not float(value).is_integer():
+        raise ValueError(f"{name}: {value!r} in {context!r} is not a whole number")
+    return int(value)
+
+
 class _NetworkClassifier(ClassifierMixin, BaseEstimator):
     """Training, prediction and validation shared by the MLP and the CNN.
 
@@ -114,7 +121,7 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
     def _hidden_sizes(self) -> list[int]:
         sizes = self.hidden_layer_sizes
         sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
-        if any(not isinstance(s, Integral) or s < 1 for s in sizes):
+        if any(not isinstance(s, Integral) or isinstance(s, bool) or s < 1 for s in sizes):
             raise ValueError(
                 f"hidden_layer_sizes must be positive integers; got {self.hidden_layer_sizes!r}"
             )
@@ -217,6 +224,7 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
             schedule split ``validation_fraction`` of (X, y) off, stratified.
         callbacks : callables taking an :class:`EpochInfo`; one returning True stops training.
         """
+        self._check_integer_params()
         X, y = self._validate_Xy(X, y, reset=True)
         classes = np.unique(y)
         if len(classes) < 2:
@@ -224,13 +232,34 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
                 f"y has only 1 class {classes.tolist()}; a classifier needs at least 2 classes"
             )
         self._initialize(X.shape[1], classes)
-        idx = self._encode(y)
-        validation = self._validation_set(validation_data, reset=False)
-        needs_validation = self.early_stopping or self.learning_rate_schedule == "halving"
-        if validation is None and needs_validation:
-            X, idx, validation = self._split_validation(X, idx)
-        self._train(X, idx, self.epochs, validation, callbacks, use_schedule=True)
+        try:
+            idx = self._encode(y)
+            validation = self._validation_set(validation_data, reset=False)
+            needs_validation = self.early_stopping or self.learning_rate_schedule == "halving"
+            if validation is None and needs_validation:
+                X, idx, validation = self._split_validation(X, idx)
+            self._train(X, idx, self.epochs, validation, callbacks, use_schedule=True)
+        except BaseException:
+            self._forget_fit()  # a failed fit must not leave a half-trained "fitted" model
+            raise
         return self
+
+    def _forget_fit(self) -> None:
+        """Remove the learned state, so that the estimator is unfitted again."""
+        for name in list(vars(self)):
+            if name.endswith("_") and not name.startswith("__") or name in ("_rng",):
+                delattr(self, name)
+
+    # Integer parameters: sklearn's Integral constraint lets True and False through.
+    _INTEGER_PARAMS = ("batch_size", "epochs", "n_iter_no_change", "schedule_patience")
+
+    def _check_integer_params(self) -> None:
+        for name in self._INTEGER_PARAMS:
+            if isinstance(getattr(self, name), bool):
+                raise InvalidParameterError(
+                    f"The {name!r} parameter of {type(self).__name__} must be an int in the "
+                    f"range [1, inf). Got {getattr(self, name)!r} instead."
+                )
 
     def _split_validation(self, X: np.ndarray, idx: np.ndarray):
         n_val = math.ceil(self.validation_fraction * len(X))
@@ -263,6 +292,7 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
         first_call = not hasattr(self, "classes_")
         if first_call:
             self._validate_params()
+            self._check_integer_params()
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit")
         X, y = self._validate_Xy(X, y, reset=first_call)
@@ -624,7 +654,7 @@ class CNNClassifier(_NetworkClassifier):
                     "pass image_shape=(height, width[, channels])"
                 )
             return side, side, 1
-        shape = tuple(int(s) for s in self.image_shape)
+        shape = tuple(_whole_number(s, "image_shape", self.image_shape) for s in self.image_shape)
         if len(shape) == 2:
             shape = (*shape, 1)
         if len(shape) != 3 or min(shape) < 1 or math.prod(shape) != n_features:
@@ -638,10 +668,11 @@ class CNNClassifier(_NetworkClassifier):
         specs = []
         for spec in self.conv_layers:
             try:
-                filters, kernel, pool = (int(v) for v in spec)
+                filters, kernel, pool = (_whole_number(v, "conv_layers", spec) for v in spec)
             except (TypeError, ValueError):
                 raise ValueError(
-                    f"conv_layers entries must be (filters, kernel_size, pool_size); got {spec!r}"
+                    "conv_layers entries must be whole numbers (filters, kernel_size, "
+                    f"pool_size); got {spec!r}"
                 ) from None
             if min(filters, kernel, pool) < 1:
                 raise ValueError(f"conv_layers entry {spec!r}: all values must be >= 1")
