@@ -217,7 +217,11 @@ def load_model(path: str | os.PathLike) -> MLPClassifier | CNNClassifier:
         raise ArtifactError(f"{json_path}: invalid model description ({err})") from None
     estimator._initialize(n_features, classes)
     try:
-        estimator.network_.set_state(load_arrays(npz_path))
+        weights = load_arrays(npz_path)
+        for name, array in weights.items():
+            if array.dtype.kind != "f" or not np.isfinite(array).all():
+                raise ArtifactError(f"{npz_path}: array {name!r} is not finite float data")
+        estimator.network_.set_state(weights)
     except ValueError as err:
         raise ArtifactError(f"{npz_path}: weights do not fit {json_path} ({err})") from None
     estimator.n_iter_ = int(meta.get("n_iter", 0))

@@ -667,13 +667,12 @@ class CNNClassifier(_NetworkClassifier):
     def _conv_specs(self) -> list[tuple[int, int, int]]:
         specs = []
         for spec in self.conv_layers:
-            try:
-                filters, kernel, pool = (_whole_number(v, "conv_layers", spec) for v in spec)
-            except (TypeError, ValueError):
+            values = tuple(spec) if isinstance(spec, list | tuple) else ()
+            if len(values) != 3:
                 raise ValueError(
-                    "conv_layers entries must be whole numbers (filters, kernel_size, "
-                    f"pool_size); got {spec!r}"
-                ) from None
+                    f"conv_layers entries must be (filters, kernel_size, pool_size); got {spec!r}"
+                )
+            filters, kernel, pool = (_whole_number(v, "conv_layers", spec) for v in values)
             if min(filters, kernel, pool) < 1:
                 raise ValueError(f"conv_layers entry {spec!r}: all values must be >= 1")
             specs.append((filters, kernel, pool))

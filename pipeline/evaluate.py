@@ -22,7 +22,7 @@ from sklearn.metrics import accuracy_score, classification_report, f1_score, log
 from pipeline import reports
 from pipeline.artifacts import ArtifactError, load_model, read_json, write_json, write_text
 from pipeline.config import stage_main
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, require_int
 from pipeline.factory import dataset_meta, load_split
 from pipeline.tracking import TrackingError, git_commit, tracker_from_config
 
@@ -52,6 +52,7 @@ def predictions_csv(y_true: np.ndarray, y_pred: np.ndarray) -> str:
 def run(cfg: DictConfig) -> dict:
     """Score, plot, report and log; returns the metrics."""
     paths = cfg.paths
+    grid = require_int(cfg.evaluate.misclassified_grid, "evaluate.misclassified_grid", minimum=1)
     estimator = load_model(paths.model)
     test = load_split(Path(paths.prepared) / "test.npz")
     meta = dataset_meta(cfg)
@@ -69,7 +70,9 @@ def run(cfg: DictConfig) -> dict:
         "epochs": int(estimator.n_iter_),
         "best_val_accuracy": estimator.best_validation_score_,
     }
-    per_class = classification_report(test.y, y_pred, labels=labels, output_dict=True)
+    per_class = classification_report(
+        test.y, y_pred, labels=labels, output_dict=True, zero_division=0
+    )
     per_class_rows = {str(label): per_class[str(label)] for label in labels}
 
     plots_dir = Path(paths.plots)
@@ -84,7 +87,7 @@ def run(cfg: DictConfig) -> dict:
             test.y,
             y_pred,
             plots_dir / "misclassified.png",
-            limit=int(cfg.evaluate.misclassified_grid),
+            limit=grid,
         ),
     }
     model_summary = {

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from pipeline.artifacts import ESTIMATOR_CLASSES, load_images, read_json
 from pipeline.config import to_container
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, check_keys, require_int
 from pipeline.estimators import CNNClassifier, MLPClassifier
 
 # Keys of the `train` group that are estimator parameters (the rest steer the stage).
@@ -31,6 +31,8 @@ TRAIN_ESTIMATOR_KEYS = (
     "dtype",
 )
 MODEL_DESCRIPTION_KEYS = ("name", "estimator")
+# Keys of the `train` group that steer the stage rather than the estimator.
+TRAIN_STAGE_KEYS = ("threads", "use_search")
 
 
 @dataclass
@@ -63,6 +65,7 @@ def estimator_params(cfg: DictConfig, overrides: dict | None = None) -> dict:
     """Estimator keyword arguments from ``model`` + ``train`` (+ e.g. searched values)."""
     model = to_container(cfg.model)
     train = to_container(cfg.train)
+    check_keys(train, {*TRAIN_ESTIMATOR_KEYS, *TRAIN_STAGE_KEYS}, "train")
     if model.get("estimator") not in ESTIMATOR_CLASSES:
         raise ConfigError(
             f"model.estimator={model.get('estimator')!r}; expected one of "
@@ -72,7 +75,7 @@ def estimator_params(cfg: DictConfig, overrides: dict | None = None) -> dict:
     params = {k: v for k, v in model.items() if k not in MODEL_DESCRIPTION_KEYS}
     params.update({k: train[k] for k in TRAIN_ESTIMATOR_KEYS if k in train})
     params.update(overrides or {})
-    params["random_state"] = int(cfg.seed)
+    params["random_state"] = require_int(cfg.seed, "seed")
     known = cls().get_params()
     unknown = sorted(set(params) - set(known))
     if unknown:

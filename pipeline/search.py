@@ -50,20 +50,64 @@ from threadpoolctl import threadpool_limits
 from pipeline import reports
 from pipeline.artifacts import ArtifactError, write_text
 from pipeline.config import stage_main, to_container
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, check_keys, require_int
 from pipeline.estimators import DivergenceError
-from pipeline.factory import build_estimator, dataset_meta, load_split
+from pipeline.factory import build_estimator, dataset_meta, estimator_params, load_split
 from pipeline.tracking import TrackingError, git_commit, mask_secrets, tracker_from_config
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class TrialsFailing(RuntimeError):
+    """Trial after trial fails: a bug or a value every trial hits, not bad luck."""
+
+
 SAMPLERS = ("tpe", "random", "cmaes", "gp")
 PRUNERS = ("median", "successive_halving", "hyperband", "none")
 MLFLOW_STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED"}
 
 
 # --- the search space ------------------------------------------------------------------------
+SEARCH_KEYS = {
+    "n_trials", "timeout", "workers", "storage", "study_name", "metric", "epochs",
+    "max_train_samples", "threads", "space", "sampler", "pruner", "heartbeat_interval",
+    "grace_period", "max_retry",
+}  # fmt: skip
+# Stop a worker after this many failed trials in a row: failures do not use up the budget,
+# so a systematic error (say, a bad value every trial hits) would otherwise never end.
+MAX_CONSECUTIVE_FAILURES = 5
+
+
+def validate_settings(cfg: DictConfig) -> dict[str, dict]:
+    """Check the whole ``search`` section before anything is created; returns the space."""
+    s = to_container(cfg.search)
+    check_keys(s, SEARCH_KEYS, "search", required=SEARCH_KEYS)
+    for key, minimum in [("n_trials", 1), ("workers", 1), ("epochs", 1), ("threads", 1)]:
+        require_int(s[key], f"search.{key}", minimum)
+    for key, minimum in [("heartbeat_interval", 1), ("grace_period", 1), ("max_retry", 0)]:
+        require_int(s[key], f"search.{key}", minimum)
+    if s["max_train_samples"] is not None:
+        require_int(s["max_train_samples"], "search.max_train_samples", 1)
+    timeout = s["timeout"]
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                or timeout <= 0):  # fmt: skip
+        raise ConfigError(f"search.timeout: expected seconds > 0 or null, got {timeout!r}")
+    space = validate_space(s["space"])
+    known = set(estimator_params(cfg)) | {"hidden_units"}
+    for name in space:
+        if name not in known:
+            raise ConfigError(
+                f"search.space.{name}: not a parameter of {cfg.model.estimator}; expected one "
+                f"of {sorted(known - {'random_state'})}"
+            )
+    make_sampler(cfg, 0), make_pruner(cfg)  # unknown names fail here
+    return space
+
+
 def validate_space(space: dict) -> dict[str, dict]:
     """Check every dimension; errors name the key (``search.space.l2.low``)."""
+    if not isinstance(space, dict):
+        raise ConfigError(f"search.space: expected a mapping of dimensions, got {space!r}")
     if not space:
         raise ConfigError("search.space: empty; give at least one dimension")
     checked = {}
@@ -305,7 +349,7 @@ def run_worker(cfg_container: dict, parent_run_id: str | None, worker: int, dead
     many this worker ran. Runs in a worker process (or in-process for one worker)."""
     cfg = OmegaConf.create(cfg_container)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = validate_space(to_container(cfg.search.space))
+    space = validate_settings(cfg)
     study = create_study(cfg)
     study.sampler = make_sampler(cfg, int(cfg.seed) + 7919 * worker + len(study.trials))
     study.pruner = make_pruner(cfg)
@@ -313,7 +357,13 @@ def run_worker(cfg_container: dict, parent_run_id: str | None, worker: int, dead
     n_trials = int(cfg.search.n_trials)
     lock_path = budget_lock_path(cfg, study.study_name)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    ran = 0
+    ran = failures = 0
+    finished: list[optuna.trial.FrozenTrial] = []  # this worker's trials, as they end
+
+    def record(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        finished.append(trial)
+        _end_trial_run(objective.tracker, study, trial)
+
     with open(lock_path, "a+") as lock_file:
         while deadline is None or time.time() < deadline:
             # Hold the lock from "is there budget left?" until Optuna has created (or
@@ -336,22 +386,26 @@ def run_worker(cfg_container: dict, parent_run_id: str | None, worker: int, dead
                     unlock_then_run,
                     n_trials=1,
                     catch=(Exception,),
-                    callbacks=[lambda s, t: _end_trial_run(objective.tracker, s, t)],
+                    callbacks=[record],
                 )
                 ran += 1
             finally:
                 if locked:
                     fcntl.flock(lock_file, fcntl.LOCK_UN)
+            failed = bool(finished) and finished[-1].state == TrialState.FAIL
+            failures = failures + 1 if failed else 0
+            if failures >= MAX_CONSECUTIVE_FAILURES:
+                raise TrialsFailing(
+                    f"study {study.study_name}: {failures} trials in a row failed; last: "
+                    f"{finished[-1].system_attrs.get('fail_reason', 'no reason recorded')}"
+                )
     return ran
 
 
 # --- the stage ---------------------------------------------------------------------------------
 def run(cfg: DictConfig) -> dict:
     """Create the study, run the workers, write best params, trials and plots."""
-    if int(cfg.search.workers) < 1 or int(cfg.search.n_trials) < 1:
-        raise ConfigError("search.workers and search.n_trials must be >= 1")
-    validate_space(to_container(cfg.search.space))
-    make_sampler(cfg, 0), make_pruner(cfg)  # fail fast on a bad name
+    validate_settings(cfg)
     meta = dataset_meta(cfg)
     study = create_study(cfg)  # once, before any worker starts
     tracker = tracker_from_config(cfg)
@@ -453,7 +507,7 @@ def plot_study(study: optuna.Study, directory: Path) -> None:
 
 
 def main() -> None:
-    stage_main(run, (ArtifactError, ConfigError, TrackingError))
+    stage_main(run, (ArtifactError, ConfigError, TrackingError, TrialsFailing))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from pipeline.artifacts import ArtifactError, file_checksum, save_model, write_json, write_text
 from pipeline.config import stage_main
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, require_int
 from pipeline.estimators import DivergenceError, EpochInfo
 from pipeline.factory import build_estimator, dataset_meta, load_split
 from pipeline.tracking import TrackingError, git_commit, tracker_from_config
@@ -87,6 +87,7 @@ def searched_params(cfg: DictConfig) -> dict:
 def run(cfg: DictConfig) -> dict:
     """Train, save and log; returns a summary (epochs, best validation accuracy, paths)."""
     paths = cfg.paths
+    threads = require_int(cfg.train.threads, "train.threads", minimum=1)
     train = load_split(Path(paths.augmented) / "train.npz")
     val = load_split(Path(paths.prepared) / "val.npz")
     meta = dataset_meta(cfg)
@@ -112,7 +113,7 @@ def run(cfg: DictConfig) -> dict:
     progress = ProgressBar(estimator.epochs, f"train {cfg.model.name}")
     started = time.perf_counter()
     try:
-        with threadpool_limits(limits=int(cfg.train.threads)):
+        with threadpool_limits(limits=threads):
             estimator.fit(
                 train.X,
                 train.y,

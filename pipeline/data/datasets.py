@@ -285,6 +285,8 @@ def find_file(directory: Path, name: str) -> Path | None:
         path = directory / candidate
         if path.is_file():
             return path
+        if path.exists():
+            raise DataError(f"{path}: not a regular file (a directory?); expected an IDX file")
     return None
 
 

@@ -370,14 +370,10 @@ INPUTS = [
          ValueError, r"60 features are not a square image; pass image_shape"),
     case("input:validation_data-nan",
          lambda e: e.fit(mlp(), e.X, e.y, validation_data=(with_value(e.X, np.nan), e.y)),
-         ValueError, r"Input X contains NaN",
-         bug="fit raises after the network is initialised, so the failed estimator passes "
-             "check_is_fitted and predicts with random weights"),
+         ValueError, r"Input X contains NaN"),
     case("input:validation_data-unknown-label",
          lambda e: e.fit(mlp(), e.X, e.y, validation_data=(e.X, e.y + 20)),
-         ValueError, r"y_val contains labels not among the classes .*: \[20, 21",
-         bug="fit raises after the network is initialised, so the failed estimator passes "
-             "check_is_fitted and predicts with random weights"),
+         ValueError, r"y_val contains labels not among the classes .*: \[20, 21"),
 ]  # fmt: skip
 
 
@@ -417,10 +413,9 @@ PARAMS = [
     param("learning_rate", "0.1"),
     param("batch_size", 0),
     param("batch_size", 2.5),
-    param("batch_size", True, bug=f"{BOOL_AS_INT}; training then fails with the bare "
-          "TypeError 'an integer is required', naming nothing, and leaves the estimator fitted"),
+    param("batch_size", True),
     param("epochs", 0),
-    param("epochs", True, bug=f"{BOOL_AS_INT}; epochs=True silently trains one epoch"),
+    param("epochs", True),
     param("activation", "softplus"),
     param("output_activation", "relu"),
     param("cost", "hinge"),
@@ -435,9 +430,7 @@ PARAMS = [
     param("validation_fraction", 1),
     param("validation_fraction", 0.999, error=ValueError, early_stopping=True,
           match=r"validation_fraction=0.999 leaves no training or no validation samples out "
-                r"of 200",
-          bug="the split is made after the network is initialised, so the failed estimator "
-              "passes check_is_fitted and predicts with random weights"),
+                r"of 200"),
     param("n_iter_no_change", 0),
     param("learning_rate_schedule", "cosine"),
     param("schedule_patience", 0),
@@ -464,16 +457,13 @@ PARAMS = [
     cnn_param("conv_layers", ((2, 3, 7),),
               match=r"conv_layers: a 7x7 pool does not fit the 6x6 feature map"),
     cnn_param("conv_layers", "abc", error=InvalidParameterError),
-    cnn_param("conv_layers", ((2, 2.5, 2),), match=r"conv_layers.*2\.5",
-              bug="CNNClassifier._conv_specs truncates with int(): a 2.5 kernel trains as 2"),
+    cnn_param("conv_layers", ((2, 2.5, 2),), match=r"conv_layers.*2\.5"),
     cnn_param("image_shape", (8, 7),
               match=r"image_shape=\(8, 7\) does not match 64 features"),
     cnn_param("image_shape", (8, 8, 0),
               match=r"image_shape=\(8, 8, 0\) does not match 64 features"),
     cnn_param("image_shape", "8x8", error=InvalidParameterError),
-    cnn_param("image_shape", (8.5, 8), match=r"image_shape.*8\.5",
-              bug="CNNClassifier._resolve_image_shape truncates with int(): (8.5, 8) is "
-                  "taken as (8, 8)"),
+    cnn_param("image_shape", (8.5, 8), match=r"image_shape.*8\.5"),
 ]  # fmt: skip
 
 
@@ -590,9 +580,7 @@ DATA = [
     case("data:idx-missing-file", prepare_idx(lambda f: f["test_labels"].unlink()),
          DataError, r"raw: missing t10k-labels-idx1-ubyte \(gzipped or not\) given as data.path"),
     case("data:idx-directory-for-file", prepare_idx(make_directory("train_images")),
-         DataError, rf"{TRAIN_IMAGES}: (is a directory|not a (regular )?file)",
-         bug="datasets.find_file skips a path that exists but is not a file, so the error "
-             "says 'missing train-images-idx3-ubyte' although it is there, as a directory"),
+         DataError, rf"{TRAIN_IMAGES}: (is a directory|not a (regular )?file)"),
     case("data:idx-unreadable", unreadable_idx, (PermissionError, DataError),
          rf"Permission denied: '\S*{TRAIN_IMAGES}'|{TRAIN_IMAGES}: .*[Pp]ermission denied"),
     case("data:path-is-a-file",
@@ -654,8 +642,7 @@ CONFIGS = [
     case("config:train.batch_size=ten", stage("train", "train.batch_size=ten"),
          InvalidParameterError, invalid("MLPClassifier", "batch_size", "ten")),
     case("config:train.batch_size=true", stage("train", "train.batch_size=true"),
-         (InvalidParameterError, ConfigError), r"batch_size.*True",
-         bug=f"{BOOL_AS_INT}; train fails with the bare TypeError 'an integer is required'"),
+         (InvalidParameterError, ConfigError), r"batch_size.*True"),
     case("config:train.epochs=0", stage("train", "train.epochs=0"),
          InvalidParameterError, invalid("MLPClassifier", "epochs", 0)),
     case("config:model.activation=softplus", stage("train", "model.activation=softplus"),
@@ -663,26 +650,17 @@ CONFIGS = [
     case("config:model.hidden_layer_sizes=[0]", stage("train", "model.hidden_layer_sizes=[0]"),
          ValueError, r"hidden_layer_sizes must be positive integers; got \[0\]"),
     case("config:train.threads=abc", stage("train", "train.threads=abc"), ConfigError,
-         r"train\.threads.*'abc'",
-         bug="train.run does int(cfg.train.threads): ValueError \"invalid literal for int() "
-             "with base 10: 'abc'\", which names no key"),
+         r"train\.threads.*'abc'"),
     case("config:seed=abc-train", stage("train", "seed=abc"), ConfigError,
-         r"seed: .*'abc'",
-         bug="factory.estimator_params does int(cfg.seed): ValueError \"invalid literal for "
-             "int()\", which names no key (prepare says 'seed: expected a non-negative "
-             "integer')"),
+         r"seed: .*'abc'"),
     case("config:seed=abc-prepare", stage("prepare", "seed=abc"), ConfigError,
          r"^seed: expected a non-negative integer, got 'abc'"),
     case("config:search.epochs=abc", stage("search", "search.epochs=abc"), ConfigError,
-         r"search\.epochs.*'abc'",
-         bug="search.run never checks search.epochs; Objective does int(cfg.search.epochs) "
-             f"in every trial: {EVERY_TRIAL_FAILS}; ends in ArtifactError 'no trial completed'"),
+         r"search\.epochs.*'abc'"),
     case("config:search.n_trials=abc", stage("search", "search.n_trials=abc"), ConfigError,
-         r"search\.n_trials.*'abc'",
-         bug="search.run does int(cfg.search.n_trials): ValueError \"invalid literal for "
-             "int()\", which names no key"),
+         r"search\.n_trials.*'abc'"),
     case("config:search.workers=0", stage("search", "search.workers=0"), ConfigError,
-         r"search\.workers and search\.n_trials must be >= 1"),
+         r"^search\.workers: expected an integer >= 1, got 0"),
     case("config:augment.transforms.shifts.pixels=-1",
          stage("augment", "augment=shifts", "augment.transforms.shifts.pixels=-1"),
          ConfigError, r"^augment\.transforms\.shifts\.pixels: must be >= 1, got -1"),
@@ -706,37 +684,26 @@ CONFIGS = [
     case("config:unknown-key-model.hiden", stage("train", "+model.hiden=3"), ConfigError,
          r"unknown MLPClassifier parameters \['hiden'\]"),
     case("config:unknown-key-train.learnig_rate", stage("train", "+train.learnig_rate=0.3"),
-         ConfigError, r"train\.learnig_rate",
-         bug="factory.estimator_params copies only the known TRAIN_ESTIMATOR_KEYS from "
-             "`train`; a misspelt key is silently ignored and train runs with the default"),
+         ConfigError, r"train\.learnig_rate"),
     case("config:unknown-key-augment.transforms.blur",
          stage("augment", "+augment.transforms.blur={sigma: 1}"), ConfigError,
          r"^augment\.transforms\.blur: unknown transform"),
     case("config:unknown-key-data.colour", stage("prepare", "+data.colour=red"), ConfigError,
          r"^data\.colour: unknown key"),
     case("config:unknown-key-search.n_trails", stage("search", "+search.n_trails=3"),
-         ConfigError, r"search\.n_trails",
-         bug="nothing checks the keys of `search`: a misspelt key is silently ignored and "
-             "the search runs (and writes its outputs) with the default"),
+         ConfigError, r"search\.n_trails"),
     case("config:use_search-without-search", stage("train", "train.use_search=true"),
          ArtifactError, r"best_params.yaml: not found; run `python -m pipeline.search` first"),
     case("config:evaluate.misclassified_grid=abc",
          stage("evaluate", "evaluate.misclassified_grid=abc"), ConfigError,
-         r"evaluate\.misclassified_grid.*'abc'",
-         bug="evaluate.run does int(cfg.evaluate.misclassified_grid) only after it has "
-             "already written three of the plots again: ValueError \"invalid literal for "
-             "int()\", which names no key"),
+         r"evaluate\.misclassified_grid.*'abc'"),
     case("config:params-file-missing", params_file(None), ConfigError,
          r"params.yaml: params file not found; run `python -m pipeline.params`"),
     case("config:params-file-not-a-mapping", params_file("- 1\n- 2\n"), ConfigError,
          r"params.yaml: expected a mapping at the top level"),
     case("config:params-file-invalid-yaml", params_file("data: [1, 2\n"), ConfigError,
-         r"params.yaml: .*(YAML|yaml)",
-         bug="config.load_params lets yaml's ParserError through: a traceback on the "
-             "command line instead of 'error: params.yaml: ...'"),
-    case("config:params-file-empty", params_file(""), ConfigError, r"params.yaml: ",
-         bug="config.load_params accepts an empty file; the stage then fails with "
-             "omegaconf's 'Missing key data' traceback"),
+         r"params.yaml: .*(YAML|yaml)"),
+    case("config:params-file-empty", params_file(""), ConfigError, r"params.yaml: "),
 ]  # fmt: skip
 
 
@@ -767,15 +734,11 @@ SPACES = [
           match=r"^search\.space\.l2: expected \{low, high\[, log\]\} or \{choices\}; got 5"),
     case("space:empty", search_without_dimensions, ConfigError,
          r"^search\.space: empty; give at least one dimension"),
-    space("null", "search.space=null", match=r"search\.space",
-          bug="search.run passes None to to_container: ValueError 'Input cfg is not an "
-              "OmegaConf config object (NoneType)', which names no key"),
-    case("space:missing", stage("search", "~search.space"), ConfigAttributeError,
-         r"Key 'space' is not in struct\s+full_key: search\.space"),
+    space("null", "search.space=null", match=r"search\.space"),
+    case("space:missing", stage("search", "~search.space"), ConfigError,
+         r"^search\.space: missing"),
     space("unknown-parameter", "+search.space.learnin_rate={low: 0.1, high: 1.0}",
-          match=r"search\.space\.learnin_rate",
-          bug="validate_space does not check that a dimension is an estimator parameter; "
-              f"build_estimator refuses it in every trial: {EVERY_TRIAL_FAILS}"),
+          match=r"search\.space\.learnin_rate"),
     space("unknown-sampler", "search.sampler.name=grid",
           match=r"^search\.sampler\.name: 'grid' is not one of \['tpe', 'random'"),
     space("unknown-pruner", "search.pruner.name=patient",
@@ -838,9 +801,7 @@ MODELS = [
     case("model:npz-nan-weights",
          load_tampered(arrays=lambda arrays, meta, e: {
              **arrays, "0.W": np.full_like(arrays["0.W"], np.nan)}),
-         ArtifactError, r"model\.npz: .*(NaN|nan|finite)",
-         bug="artifacts.load_model loads NaN weights; the model then predicts class 0 for "
-             "every input without a word"),
+         ArtifactError, r"model\.npz: .*(NaN|nan|finite)"),
     case("model:npz-is-a-pickle", load_tampered(npz_bytes=pickle_payload), ArtifactError,
          r"model\.npz: refused, holds pickled objects"),
     case("model:npz-object-array", load_tampered(npz_bytes=object_array_npz), ArtifactError,
