@@ -34,6 +34,7 @@ class Network:
         self.layers = layers
         self.cost = cost
         self.regularizer = regularizer or Regularizer()
+        # max(sigma(z)) = sigma(max(z)) for a non-decreasing sigma: the pool applies it.
         for conv, pool in zip(layers, layers[1:], strict=False):
             if (
                 isinstance(conv, Conv2D)
