@@ -57,6 +57,18 @@ class EpochInfo:
     learning_rate: float
     gradient_norms: dict[str, float] | None = field(default=None)
 
+    def metrics(self) -> dict[str, float | None]:
+        """The epoch's figures under flat names (``val_accuracy``, ``grad_norm_layer0``)."""
+        figures = {
+            "train_loss": self.train_loss,
+            "val_loss": self.validation_loss,
+            "val_accuracy": self.validation_accuracy,
+            "learning_rate": self.learning_rate,
+        }
+        for layer, norm in (self.gradient_norms or {}).items():
+            figures[f"grad_norm_{layer}"] = norm
+        return figures
+
 
 EpochCallback = Callable[[EpochInfo], bool | None]
 """Called after every epoch; returning True stops training (raising works too)."""

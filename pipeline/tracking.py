@@ -204,15 +204,7 @@ class Tracker:
         """An estimator callback logging each epoch's figures with step = epoch."""
 
         def log_epoch(info) -> None:
-            metrics = {
-                "train_loss": info.train_loss,
-                "val_accuracy": info.validation_accuracy,
-                "val_loss": info.validation_loss,
-                "learning_rate": info.learning_rate,
-            }
-            for layer, norm in (info.gradient_norms or {}).items():
-                metrics[f"grad_norm_{layer}"] = norm
-            self.log_metrics(metrics, step=info.epoch)
+            self.log_metrics(info.metrics(), step=info.epoch)
 
         return log_epoch
 

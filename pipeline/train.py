@@ -29,19 +29,6 @@ from pipeline.factory import build_estimator, dataset_meta, load_split
 from pipeline.tracking import TrackingError, git_commit, tracker_from_config
 
 
-def history_row(info: EpochInfo) -> dict:
-    row = {
-        "epoch": info.epoch,
-        "train_loss": info.train_loss,
-        "val_loss": info.validation_loss,
-        "val_accuracy": info.validation_accuracy,
-        "learning_rate": info.learning_rate,
-    }
-    for layer, norm in (info.gradient_norms or {}).items():
-        row[f"grad_norm_{layer}"] = norm
-    return row
-
-
 def history_csv(history: list[dict]) -> str:
     fields = list(history[0]) if history else ["epoch"]
     out = io.StringIO()
@@ -119,7 +106,7 @@ def run(cfg: DictConfig) -> dict:
                 train.y,
                 validation_data=(val.X, val.y),
                 callbacks=[
-                    lambda info: history.append(history_row(info)),
+                    lambda info: history.append({"epoch": info.epoch, **info.metrics()}),
                     tracker.epoch_logger(),
                     progress,
                 ],
