@@ -250,10 +250,12 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
             needs_validation = self.early_stopping or self.learning_rate_schedule == "halving"
             if validation is None and needs_validation:
                 X, idx, validation = self._split_validation(X, idx)
-            self._train(X, idx, self.epochs, validation, callbacks, use_schedule=True)
         except BaseException:
-            self._forget_fit()  # a failed fit must not leave a half-trained "fitted" model
+            self._forget_fit()  # bad input must not leave an untrained model "fitted"
             raise
+        # From here on the state is real: a callback that stops training by raising (say,
+        # a pruned trial) leaves the epochs trained so far in n_iter_ and the curves.
+        self._train(X, idx, self.epochs, validation, callbacks, use_schedule=True)
         return self
 
     def _forget_fit(self) -> None:

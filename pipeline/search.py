@@ -32,9 +32,12 @@ import json
 import logging
 import multiprocessing
 import os
+import sys
 import tempfile
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -321,6 +324,11 @@ class Objective:
         except DivergenceError as err:
             trial.set_user_attr("reason", str(err))
             raise optuna.TrialPruned(str(err)) from None
+        except optuna.TrialPruned:
+            raise
+        except Exception as err:  # the trial fails; keep why (Optuna 5 does not)
+            trial.set_user_attr("reason", f"{type(err).__name__}: {err}")
+            raise
         finally:
             trial.set_user_attr("epochs", int(getattr(estimator, "n_iter_", 0)))
         return float(estimator.best_validation_score_)
@@ -397,9 +405,30 @@ def run_worker(cfg_container: dict, parent_run_id: str | None, worker: int, dead
             if failures >= MAX_CONSECUTIVE_FAILURES:
                 raise TrialsFailing(
                     f"study {study.study_name}: {failures} trials in a row failed; last: "
-                    f"{finished[-1].system_attrs.get('fail_reason', 'no reason recorded')}"
+                    f"{finished[-1].user_attrs.get('reason', 'no reason recorded')}"
                 )
     return ran
+
+
+def run_workers(cfg_container: dict, parent: str | None, workers: int, deadline) -> None:
+    """Worker 0 in this process, the others in spawned processes (fresh interpreters: no
+    inherited database connections). A worker that dies (killed, out of memory) is reported
+    and the search goes on; its running trial is retried later (heartbeats)."""
+    if workers == 1:
+        run_worker(cfg_container, parent, 0, deadline)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers - 1, mp_context=context) as pool:
+        others = [
+            pool.submit(run_worker, cfg_container, parent, i, deadline) for i in range(1, workers)
+        ]
+        run_worker(cfg_container, parent, 0, deadline)
+        for future in others:
+            try:
+                future.result()
+            except BrokenProcessPool:
+                print("warning: a search worker process died; its trial will be retried",
+                      file=sys.stderr)  # fmt: skip
 
 
 # --- the stage ---------------------------------------------------------------------------------
@@ -419,13 +448,7 @@ def run(cfg: DictConfig) -> dict:
 
     cfg_container = to_container(cfg)
     started = time.perf_counter()
-    workers = int(cfg.search.workers)
-    if workers == 1:
-        run_worker(cfg_container, parent, 0, deadline)
-    else:
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(workers) as pool:
-            pool.starmap(run_worker, [(cfg_container, parent, i, deadline) for i in range(workers)])
+    run_workers(cfg_container, parent, int(cfg.search.workers), deadline)
     seconds = time.perf_counter() - started
 
     study = create_study(cfg)  # fresh view of everything the workers stored
@@ -450,7 +473,7 @@ def write_outputs(cfg: DictConfig, study: optuna.Study) -> dict:
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
-        reasons = {t.user_attrs.get("reason") or t.system_attrs.get("fail_reason") for t in trials}
+        reasons = {t.user_attrs.get("reason") for t in trials}
         raise ArtifactError(
             f"study {study.study_name}: no trial completed (reasons: {sorted(map(str, reasons))})"
         )

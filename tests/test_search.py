@@ -75,6 +75,9 @@ def test_search_prunes_and_train_takes_the_best_params(digits_root):
     counts = states(study)
     assert counts["COMPLETE"] + counts["PRUNED"] == 8 and counts["PRUNED"] >= 1
     assert summary["n_pruned"] == counts["PRUNED"] and summary["epochs_trained"] < 8 * 3
+    for trial in study.trials:  # epochs trained = epochs reported, pruned trials included
+        assert trial.user_attrs["epochs"] == len(trial.intermediate_values) >= 1
+    assert summary["epochs_trained"] == sum(len(t.intermediate_values) for t in study.trials)
 
     best = yaml.safe_load(Path(cfg.paths.best_params).read_text())
     assert best["trial"] == study.best_trial.number
@@ -142,6 +145,19 @@ def test_diverging_trials_are_pruned_with_their_reason(digits_root):
     study = study_of(cfg)
     assert states(study)["PRUNED"] == 2
     assert all("diverged" in t.user_attrs["reason"] for t in study.trials)
+
+
+def test_trials_failing_in_a_row_stop_the_search_with_the_reason(digits_root):
+    cfg = compose_config(
+        search_overrides(
+            digits_root, "search.n_trials=20", "tracking=off", "search.space.batch_size.choices=[0]"
+        )
+    )
+    with pytest.raises(search.TrialsFailing, match="5 trials in a row failed.*batch_size"):
+        search.run(cfg)
+    study = study_of(cfg)
+    assert states(study)["FAIL"] == 5
+    assert all("batch_size" in t.user_attrs["reason"] for t in study.trials)
 
 
 @pytest.mark.parametrize(
