@@ -11,7 +11,7 @@ strided view of the input and one matrix product with the filters.
 
 In training, the arrays a layer computes live in work buffers that it allocates on the first
 mini-batch and reuses for every following one of the same size (``Layer._buffer``): the hot
-loop allocates nothing. So an array returned by ``forward(x, training=True)`` or by
+loop allocates no large array. So an array returned by ``forward(x, training=True)`` or by
 ``backward`` is valid until the layer's next training pass; at prediction time
 (``training=False``) every result is a new array.
 """
@@ -30,6 +30,14 @@ def _new_array(
 ) -> np.ndarray:
     """A fresh array, with the signature of :meth:`Layer._buffer` (prediction keeps nothing)."""
     return np.empty(shape, dtype) if fill is None else np.full(shape, fill, dtype)
+
+
+def _activation_out(layer: Layer, name: str, like: np.ndarray) -> np.ndarray | None:
+    """The training buffer for sigma(z) or sigma'-times-gradient shaped like ``like``; None
+    for the identity, which returns its input itself."""
+    if isinstance(layer.activation, Identity):
+        return None
+    return layer._buffer(name, like.shape, like.dtype)
 
 
 class Layer:
@@ -120,14 +128,14 @@ class Dense(Layer):
         z += b
         if not training:
             return self.activation.fn(z, out=z)  # in place: z is not needed again
-        a = self.activation.fn(z, out=self._buffer("a", shape, W.dtype))
+        a = self.activation.fn(z, out=_activation_out(self, "a", z))
         self._x, self._z, self._a = x, z, a
         return a
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         """BP2: delta = dC/da (.) sigma'(z), then :meth:`backward_delta`."""
         delta = self.activation.backward(
-            self._z, self._a, grad, out=self._buffer("delta", grad.shape, grad.dtype)
+            self._z, self._a, grad, out=_activation_out(self, "delta", grad)
         )
         return self.backward_delta(delta)
 
@@ -236,14 +244,13 @@ class Conv2D(Layer):
         z = z.reshape(m, h - k + 1, w - k + 1, f)
         if not training:
             return self.activation.fn(z, out=z)
-        out = None if isinstance(self.activation, Identity) else self._buffer("a", z.shape, z.dtype)
-        a = self.activation.fn(z, out=out)
+        a = self.activation.fn(z, out=_activation_out(self, "a", z))
         self._cols, self._x_shape, self._z, self._a = cols, x.shape, z, a
         return a
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         delta = self.activation.backward(  # BP2 for this layer
-            self._z, self._a, grad, out=self._buffer("delta", grad.shape, grad.dtype)
+            self._z, self._a, grad, out=_activation_out(self, "delta", grad)
         )
         kernel = self.params["W"]
         k, _, c, f = kernel.shape
@@ -330,14 +337,13 @@ class MaxPool2D(Layer):
         out = _max_over_axis(rows_max, 3, array("out", (m, hp, wp, c), x.dtype))
         if not training:
             return self.activation.fn(out, out=out)
-        a_buffer = None if isinstance(self.activation, Identity) else self._buffer
-        a = self.activation.fn(out, out=a_buffer and a_buffer("a", out.shape, out.dtype))
+        a = self.activation.fn(out, out=_activation_out(self, "a", out))
         self._x, self._out, self._a = x, out, a
         return a
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         delta = self.activation.backward(  # sigma' of the pooled maxima, if pooling owns sigma
-            self._out, self._a, grad, out=self._buffer("delta", grad.shape, grad.dtype)
+            self._out, self._a, grad, out=_activation_out(self, "delta", grad)
         )
         blocks = self._blocks(self._x)
         is_max = np.equal(

@@ -112,8 +112,9 @@ class Network:
         """
         a = self.forward(x, training=True)
         out = self.layers[-1]
-        delta = out._buffer("delta", a.shape, a.dtype)
-        self.cost.delta(out._z, a, y, out.activation, out=delta)  # BP1, per sample
+        delta = self.cost.delta(  # BP1, per sample
+            out._z, a, y, out.activation, out=out._buffer("delta", a.shape, a.dtype)
+        )
         delta *= a.dtype.type(1.0 / len(x))  # the batch mean
         grad = out.backward_delta(delta)
         for layer in reversed(self.layers[:-1]):

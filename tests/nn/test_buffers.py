@@ -91,3 +91,27 @@ def test_fitted_estimator_keeps_no_work_buffers():
         assert not any(hasattr(layer, key) for key in layer._transient)
     est.partial_fit(X, y)  # allocates them again, and frees them again
     assert all(layer._buffers == {} for layer in est.network_.layers)
+
+
+@pytest.mark.parametrize("output", ["identity", "tanh", "sigmoid", "softmax"])
+def test_backprop_with_any_output_activation_matches_a_fresh_network(output):
+    """The output error lands in the right array whatever the output activation (the
+    identity returns its input instead of writing into a buffer)."""
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(5, 4)), np.eye(3)[[0, 1, 2, 1, 0]]
+
+    def fresh():
+        r = np.random.default_rng(7)
+        layers = [
+            Dense(4, 6, get_activation("tanh"), r, "scaled", np.float64),
+            Dense(6, 3, get_activation(output), r, "scaled", np.float64),
+        ]
+        return Network(layers, get_cost("quadratic"))
+
+    net = fresh()
+    for _ in range(3):  # buffers reused from the second pass on
+        net.backprop(x, y, 10)
+    expected = fresh()
+    expected.backprop(x, y, 10)
+    for (name, _, g), (_, _, h) in zip(net.parameters(), expected.parameters(), strict=True):
+        np.testing.assert_allclose(g, h, rtol=1e-12, err_msg=name)
