@@ -83,7 +83,7 @@ LEARNING_RATE = 0.1
 HIDDEN = 100
 MLP_FLOP_PER_SAMPLE = 6 * (N_FEATURES * HIDDEN + HIDDEN * N_CLASSES)  # the issue's count
 PEAK_SHAPES = {"2048x2048x2048": (2048, 2048, 2048), "(128x784)@(784x100)": (128, 784, 100)}
-DEFAULT_OUTPUT = Path("reports/benchmarks.md")
+DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "reports" / "benchmarks.md"
 HEADERS = (
     "benchmark",
     "batch",
@@ -450,19 +450,32 @@ def environment(args) -> list[str]:
     ]
 
 
+NOTES = (
+    "Training and prediction figures are medians of repeats taken in turns, all "
+    "implementations in one process under the same thread limit; on a shared machine the "
+    "figures move with the load, the ratios much less.",
+    "In the matmul rows the 'ours' column is NumPy's own float32 product.",
+    "The MLP's FLOP count is the issue's 6 * (784*100 + 100*10) per training sample; our "
+    "first layer skips its input gradient, so it really computes about 2/3 of that.",
+)
+
+
 def markdown_report(env: Sequence[str], rows: Sequence[Row], loads: tuple[str, str]) -> str:
     bullets = "\n".join(f"- {line}" for line in env)
     table = render_markdown(HEADERS, [r.cells() for r in rows])
+    notes = "\n".join(f"- {line}" for line in NOTES)
     return (
         "# Performance: ours vs PyTorch CPU, scikit-learn and the NumPy matmul peak\n\n"
         "Written by `python -m benchmarks` (see `benchmarks/bench_performance.py`).\n\n"
-        f"{bullets}\n- load average before: {loads[0]}; after: {loads[1]}\n\n{table}\n"
+        f"{bullets}\n- load average before: {loads[0]}; after: {loads[1]}\n\n{table}\n\n"
+        f"{notes}\n"
     )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Training and prediction throughput of our networks against PyTorch "
         "(when installed), scikit-learn and the NumPy matmul peak (issue 6).",
     )
@@ -475,7 +488,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--predict-threads", type=int, default=1, help="threads for prediction")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--output", type=Path, default=DEFAULT_OUTPUT, help="Markdown table (default: %(default)s)"
+        "--output", type=Path, default=DEFAULT_OUTPUT, help="where the Markdown table is written"
     )
     parser.add_argument("--no-output", action="store_true", help="print only")
     args = parser.parse_args(argv)
@@ -574,6 +587,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_after = load_average()
     print(f"load average after: {load_after}\n", flush=True)
     print(render_text(HEADERS, [r.cells() for r in rows]))
+    print("\n".join(f"\n{line}" for line in NOTES))
     if not args.no_output:
         write_text(args.output, markdown_report(env, rows, (load_before, load_after)))
         print(f"\nwritten to {args.output}")
