@@ -156,27 +156,37 @@ class Dense(Layer):
         return (self.params["W"].shape[1],)
 
 
-def _windows(x: np.ndarray, k: int, array, name: str, ones: bool) -> np.ndarray:
-    """The k x k windows of x (m, H, W, C) as the rows of an (m*H'*W', k*k*C) matrix, in
-    (p, q, c) order, followed by a column of ones if ``ones``: one strided view, one copy.
+def _windows(x: np.ndarray, k: int, array, name: str, ones: bool, block: int = 1) -> np.ndarray:
+    """The k x k windows of x (m, H, W, C) as the rows of a matrix, each row in (p, q, c)
+    order followed by a 1 if ``ones``: one strided view, one copy.
+
+    Rows come in (n, i, j) order of the output position (i, j) of sample n, so the matrix
+    is (m*H'*W', k*k*C [+ 1]). With ``block`` = s > 1 they are grouped by the position's
+    offset in s x s blocks instead: (a, b, n, i', j') for position (s*i' + a, s*j' + b), and
+    positions outside whole blocks are left out (a following s x s max-pool drops them).
 
     The copy runs fastest over long contiguous stretches of x. With several channels a
     window row (q, c) is k*C contiguous numbers, so the matrix is built row by row. With one
     channel that stretch is only k long, but each (p, q) column of the matrix is a shifted
-    copy of the image, W' contiguous pixels at a time: then the transposed matrix is built
+    copy of the image, many pixels at a time: then the transposed matrix is built
     (row-major) and returned as its transpose view, which BLAS reads just as fast.
     """
     m, h, w, c = x.shape
-    ho, wo, kkc = h - k + 1, w - k + 1, k * k * c
+    s = block
+    hs, ws = (h - k + 1) // s, (w - k + 1) // s  # whole blocks (s = 1: every position)
+    kkc, rows = k * k * c, s * s * m * hs * ws
     view = sliding_window_view(x, (k, k), axis=(1, 2))  # (m, H', W', C, k, k), no copy
+    view = view[:, : hs * s, : ws * s].reshape(m, hs, s, ws, s, c, k, k)  # still no copy
     width = kkc + int(ones)
     if c == 1:
-        cols_t = array(name, (width, m * ho * wo), x.dtype)
-        np.copyto(cols_t[:kkc].reshape(k, k, c, m, ho, wo), view.transpose(4, 5, 3, 0, 1, 2))
+        cols_t = array(name, (width, rows), x.dtype)
+        target = cols_t[:kkc].reshape(k, k, c, s, s, m, hs, ws)
+        np.copyto(target, view.transpose(6, 7, 5, 2, 4, 0, 1, 3))
         cols_t[kkc:] = 1
         return cols_t.T
-    cols = array(name, (m * ho * wo, width), x.dtype)
-    np.copyto(cols[:, :kkc].reshape(m, ho, wo, k, k, c), view.transpose(0, 1, 2, 4, 5, 3))
+    cols = array(name, (rows, width), x.dtype)
+    target = cols[:, :kkc].reshape(s, s, m, hs, ws, k, k, c)
+    np.copyto(target, view.transpose(2, 4, 0, 1, 3, 6, 7, 5))
     cols[:, kkc:] = 1
     return cols
 
@@ -196,6 +206,11 @@ class Conv2D(Layer):
     rows (BP4 summed over positions) and dC/db = the sum of delta in its last (BP3); dC/dx is
     the "full" convolution of delta with K rotated by 180 degrees: the same
     strided-view-and-product on delta padded by k-1.
+
+    ``block`` (set by :class:`~pipeline.nn.network.Network` when an s x s max-pool follows,
+    1 otherwise): for s > 1 the output is z grouped by the position's offset in s x s
+    blocks, an (s, s, m, H'/s, W'/s, F) array whose s*s slabs the pool compares element by
+    element (contiguous arrays: several times faster than pooling strided blocks).
     """
 
     _transient = ("_cols", "_x_shape", "_z", "_a")
@@ -221,6 +236,7 @@ class Conv2D(Layer):
         }
         self.grads = {key: np.zeros_like(v) for key, v in self.params.items()}
         self.needs_input_grad = True
+        self.block = 1
 
     def _kernel_matrix(self, array) -> np.ndarray:
         """[K reshaped to (k*k*C, F); b]: shape (k*k*C + 1, F)."""
@@ -236,12 +252,19 @@ class Conv2D(Layer):
         m, h, w, _ = x.shape
         if h < k or w < k:
             raise ValueError(f"a {k}x{k} convolution does not fit a {h}x{w} input image")
+        s = self.block
+        if h - k + 1 < s or w - k + 1 < s:
+            raise ValueError(
+                f"a {s}x{s} max-pool does not fit a {h - k + 1}x{w - k + 1} feature map"
+            )
         array = self._arrays(training)
-        cols = _windows(x, k, array, "cols", ones=True)
+        cols = _windows(x, k, array, "cols", ones=True, block=s)
         kernel = self._kernel_matrix(array)
         f = kernel.shape[1]
         z = np.matmul(cols, kernel, out=array("z", (len(cols), f), kernel.dtype))
-        z = z.reshape(m, h - k + 1, w - k + 1, f)
+        z = z.reshape(s, s, m, (h - k + 1) // s, (w - k + 1) // s, f)
+        if s == 1:
+            z = z[0, 0]  # (m, H', W', F)
         if not training:
             return self.activation.fn(z, out=z)
         a = self.activation.fn(z, out=_activation_out(self, "a", z))
@@ -265,11 +288,16 @@ class Conv2D(Layer):
         if not self.needs_input_grad:
             return delta[..., :0]
         # dC/dx = full convolution of delta with the kernel rotated by 180 degrees. The padded
-        # buffer's border is zeroed once, when it is allocated; only its interior is written.
+        # buffer's border is zeroed once, when it is allocated; only its interior is written
+        # (the positions of whole blocks: the others, left out, have no error).
         m, h, w, _ = self._x_shape
-        ho, wo = h - k + 1, w - k + 1
+        s = self.block
+        hs, ws = (h - k + 1) // s, (w - k + 1) // s
         padded = self._buffer("padded", (m, h + k - 1, w + k - 1, f), delta.dtype, fill=0.0)
-        padded[:, k - 1 : k - 1 + ho, k - 1 : k - 1 + wo] = delta
+        interior = padded[:, k - 1 : k - 1 + hs * s, k - 1 : k - 1 + ws * s]
+        interior.reshape(m, hs, s, ws, s, f)[...] = delta.reshape(s, s, m, hs, ws, f).transpose(
+            2, 3, 0, 4, 1, 5
+        )
         rotated = kernel[::-1, ::-1].transpose(0, 1, 3, 2).reshape(k * k * f, c)
         windows = _windows(padded, k, self._buffer, "delta_cols", ones=False)
         dx = np.matmul(windows, rotated, out=self._buffer("dx", (m * h * w, c), delta.dtype))
@@ -325,6 +353,8 @@ class MaxPool2D(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         p = self.pool_size
+        if x.ndim == 6:  # (p, p, m, H/p, W/p, C) from a Conv2D with block = p
+            return self._forward_slabs(x, training)
         if x.shape[1] < p or x.shape[2] < p:
             raise ValueError(
                 f"a {p}x{p} max-pool does not fit a {x.shape[1]}x{x.shape[2]} feature map"
@@ -341,10 +371,27 @@ class MaxPool2D(Layer):
         self._x, self._out, self._a = x, out, a
         return a
 
+    def _forward_slabs(self, x: np.ndarray, training: bool) -> np.ndarray:
+        """Pooling of a convolution's output grouped by block offset: the maximum of the
+        p*p contiguous slabs x[a, b], element by element."""
+        array = self._arrays(training)
+        slabs = x.reshape(-1, *x.shape[2:])
+        out = _max_over_axis(slabs, 0, array("out", slabs.shape[1:], x.dtype))
+        if not training:
+            return self.activation.fn(out, out=out)
+        a = self.activation.fn(out, out=_activation_out(self, "a", out))
+        self._x, self._out, self._a = x, out, a
+        return a
+
     def backward(self, grad: np.ndarray) -> np.ndarray:
         delta = self.activation.backward(  # sigma' of the pooled maxima, if pooling owns sigma
             self._out, self._a, grad, out=_activation_out(self, "delta", grad)
         )
+        if self._x.ndim == 6:  # slabs: every input is in a whole block
+            is_max = np.equal(
+                self._x, self._out, out=self._buffer("is_max", self._x.shape, np.dtype(bool))
+            )
+            return np.multiply(is_max, delta, out=self._buffer("dx", self._x.shape, self._x.dtype))
         blocks = self._blocks(self._x)
         is_max = np.equal(
             blocks,

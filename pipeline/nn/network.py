@@ -20,7 +20,9 @@ class Network:
     A convolution with a non-decreasing activation (sigmoid, tanh, ReLU) followed by
     max-pooling hands its activation to the pool: max(sigma(z)) = sigma(max(z)), so the
     network computes the same function with sigma and sigma' applied to the pooled map, p*p
-    times fewer numbers (the layers and their parameters are unchanged).
+    times fewer numbers; and it delivers z grouped by offset in the pooling blocks
+    (``Conv2D.block``), so that pooling compares contiguous slabs. The layers' parameters
+    are unchanged.
     """
 
     def __init__(
@@ -34,7 +36,8 @@ class Network:
         self.layers = layers
         self.cost = cost
         self.regularizer = regularizer or Regularizer()
-        # max(sigma(z)) = sigma(max(z)) for a non-decreasing sigma: the pool applies it.
+        # max(sigma(z)) = sigma(max(z)) for a non-decreasing sigma: the pool applies it, and
+        # takes the convolution's output grouped by offset in the pooling blocks.
         for conv, pool in zip(layers, layers[1:], strict=False):
             if (
                 isinstance(conv, Conv2D)
@@ -43,6 +46,7 @@ class Network:
                 and isinstance(pool.activation, Identity)
             ):
                 conv.activation, pool.activation = pool.activation, conv.activation
+                conv.block = pool.pool_size
         # Flat lists of the arrays the hot loop touches, built once (updated in place).
         self._params = [value for _, value, _ in self.parameters()]
         self._grads = [grad for _, _, grad in self.parameters()]
