@@ -195,13 +195,22 @@ def fitting(make: Callable[[int], object], X: np.ndarray, y: np.ndarray):
     return prepare
 
 
+PAUSE = 0.3  # default seconds before each timed run (see interleaved)
+
+
 def interleaved(
-    candidates: dict[str, Callable[[int], Callable[[], object]]], repeats: int, seed: int = 0
+    candidates: dict[str, Callable[[int], Callable[[], object]]],
+    repeats: int,
+    seed: int = 0,
+    pause: float = PAUSE,
 ) -> dict[str, float]:
     """Median seconds of each candidate, timed in turns (order alternating by repeat).
 
     ``candidates[name](seed)`` prepares one run (untimed: building a fresh model) and
-    returns the callable that is timed. Every candidate runs once untimed first.
+    returns the callable that is timed. Every candidate runs once untimed first. Before each
+    timed run the process sleeps ``pause`` seconds: OpenBLAS's worker threads spin for
+    about 0.1 s after their last product, and OpenMP's for a while too, and a spinning pool
+    of one library would otherwise eat into the next library's run.
     """
     names = list(candidates)
     for name in names:
@@ -209,7 +218,9 @@ def interleaved(
     times: dict[str, list[float]] = {name: [] for name in names}
     for repeat in range(repeats):
         for name in names if repeat % 2 == 0 else reversed(names):
-            times[name].append(seconds(candidates[name](seed + repeat)))
+            run = candidates[name](seed + repeat)
+            time.sleep(pause)
+            times[name].append(seconds(run))
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -324,7 +335,7 @@ def bench_mlp_training(
             lambda: [np.matmul(a, b, out=out) for _ in range(peak_calls)]
         )
     with limited_threads(threads):
-        times = interleaved(candidates, args.repeats, args.seed)
+        times = interleaved(candidates, args.repeats, args.seed, args.pause)
     peak = None
     if with_peak:
         peak = peak_calls * 2.0 * 2048**3 / times.pop("matmul") / 1e9
@@ -352,7 +363,7 @@ def bench_cnn_training(args, X, y, batch: int, threads: int) -> Row:
 
         candidates["PyTorch"] = torch_run
     with limited_threads(threads):
-        times = interleaved(candidates, args.repeats, args.seed)
+        times = interleaved(candidates, args.repeats, args.seed, args.pause)
     return training_row(
         f"train CNN conv 20@5x5, pool 2, [100, 10], {len(X):,} images",
         batch,
@@ -382,7 +393,7 @@ def bench_prediction(args, X_train, y_train, X_test, threads: int) -> Row:
                     return torch.softmax(model(Xt), dim=1).numpy()
 
             candidates["PyTorch"] = lambda seed: torch_predict
-        times = interleaved(candidates, max(args.repeats, 5), args.seed)
+        times = interleaved(candidates, max(args.repeats, 5), args.seed, args.pause)
     values = {impl: len(X_test) / t for impl, t in times.items()}
     row = Row(
         f"predict_proba MLP [784, {HIDDEN}, 10], {len(X_test):,} images",
@@ -446,7 +457,8 @@ def environment(args) -> list[str]:
         f"data: synthetic, {N_FEATURES} float32 features, {N_CLASSES} classes; "
         f"MLP {args.samples:,} training samples, CNN {args.cnn_samples:,}, "
         f"prediction {args.predict_samples:,}; one epoch per fit, eta {LEARNING_RATE}; "
-        f"medians of {args.repeats} interleaved repeats; seed {args.seed}",
+        f"medians of {args.repeats} interleaved repeats, {args.pause:g} s pause before each; "
+        f"seed {args.seed}",
     ]
 
 
@@ -487,6 +499,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--cnn-threads", type=int, default=2, help="threads for CNN training")
     parser.add_argument("--predict-threads", type=int, default=1, help="threads for prediction")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=PAUSE,
+        help="seconds to sleep before each timed run, so that thread pools left spinning by "
+        "the previous run go idle",
+    )
     parser.add_argument(
         "--output", type=Path, default=DEFAULT_OUTPUT, help="where the Markdown table is written"
     )
