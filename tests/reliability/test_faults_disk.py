@@ -207,8 +207,9 @@ def test_disk_full_stops_train_with_a_clear_error(data_root, tmp_path):
 @pytest.mark.xfail(
     strict=True,
     reason="BUG: artifacts.save_model replaces model.npz and then model.json in two separate "
-    "atomic writes; when the disk fills between them, the new weights stay next to the old "
-    "description, and load_model accepts the pair (same shapes) as one model",
+    "atomic writes; when the disk fills between them the previous model is lost: the new "
+    "weights stay next to the old description (which load_model accepts as one model when "
+    "the shapes agree)",
 )
 def test_disk_full_between_weights_and_description_keeps_the_old_model(data_root, tmp_path):
     """The old model: 1 epoch (a short model.json). The new one: the same shapes, 300
