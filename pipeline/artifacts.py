@@ -39,19 +39,24 @@ class ArtifactError(ValueError):
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``.
 
-    On any error the temporary file is removed and ``path`` is left as it was.
+    On any error the temporary file is removed and ``path`` is left as it was; an OSError
+    (read-only directory, disk full) is raised again naming ``path``, not the temporary file.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
+    tmp_path = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         yield tmp_path
         os.replace(tmp_path, target)
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write {target}: {err.strerror or err}") from err
     finally:
-        tmp_path.unlink(missing_ok=True)
+        if tmp_path is not None:
+            tmp_path.unlink(missing_ok=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -60,7 +65,11 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+    write_text(path, _json_text(data))
+
+
+def _json_text(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n"
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -185,8 +194,14 @@ def save_model(estimator: MLPClassifier | CNNClassifier, path: str | os.PathLike
         "learning_rate_curve": estimator.learning_rate_curve_,
         "gradient_norms": estimator.gradient_norms_,
     }
-    save_arrays(npz_path, **estimator.network_.get_state())
-    write_json(json_path, meta)
+    # Both files are written in full before either replaces its predecessor (a full disk
+    # fails before any rename); the description names the weights' checksum, so the pair
+    # left by a crash between the two renames is refused by load_model.
+    with atomic_path(npz_path) as npz_tmp, atomic_path(json_path) as json_tmp:
+        with open(npz_tmp, "wb") as fh:
+            np.savez(fh, **estimator.network_.get_state())
+        meta["weights_sha256"] = file_checksum(npz_tmp)
+        json_tmp.write_text(_json_text(meta), encoding="utf-8")
     return npz_path
 
 
@@ -194,6 +209,12 @@ def load_model(path: str | os.PathLike) -> MLPClassifier | CNNClassifier:
     """Rebuild an estimator written by :func:`save_model`; refuses anything else."""
     npz_path, json_path = _model_paths(path)
     meta = read_json(json_path)
+    expected = meta.get("weights_sha256") if isinstance(meta, dict) else None
+    if expected is not None and npz_path.is_file() and file_checksum(npz_path) != expected:
+        raise ArtifactError(
+            f"{npz_path}: its checksum is not the weights_sha256 of {json_path}; the two files "
+            "were not written together (an interrupted save?) or were changed"
+        )
     try:
         if meta["estimator"] not in ESTIMATOR_CLASSES:
             raise ArtifactError(

@@ -130,7 +130,7 @@ def _log_to_mlflow(cfg: DictConfig, metrics: dict, plots: dict) -> None:
 
 
 def main() -> None:
-    stage_main(run, (ArtifactError, ConfigError, TrackingError, ValueError))
+    stage_main(run, (ArtifactError, ConfigError, TrackingError, ValueError, OSError))
 
 
 if __name__ == "__main__":

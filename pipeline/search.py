@@ -38,6 +38,7 @@ import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -347,6 +348,62 @@ def _end_trial_run(tracker, study: optuna.Study, trial: optuna.trial.FrozenTrial
     )
 
 
+def recover_abandoned_trials(study: optuna.Study, grace_period: float) -> None:
+    """Fail and retry the trials of workers that died, including the cases Optuna's own
+    heartbeat check (:func:`optuna.storages.fail_stale_trials`, called first) misses:
+
+    - a worker killed after creating its trial but before its first heartbeat: the trial
+      is RUNNING with no heartbeat row, which Optuna never considers stale;
+    - a worker killed after failing a stale trial but before adding its retry: the trial
+      is FAIL with no retry. (Failures of the objective itself carry a ``reason`` user
+      attribute and are not retried.)
+    """
+    storage = study._storage
+    if not isinstance(_backend(study), RDBStorage):
+        return
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    retry = storage.get_heartbeat_stale_trial_callback()
+    started_before = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=grace_period)
+    for trial_id in _running_without_heartbeat(_backend(study), study._study_id, started_before):
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL) and retry:
+                retry(study, storage.get_trial(trial_id))
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    for trial in trials:
+        stale = trial.state == TrialState.FAIL and "reason" not in trial.user_attrs
+        if stale and trial.number not in retried and retry:
+            retry(study, trial)
+
+
+def _backend(study: optuna.Study) -> optuna.storages.BaseStorage:
+    """The storage under Optuna's cache wrapper."""
+    return getattr(study._storage, "_backend", study._storage)
+
+
+def _running_without_heartbeat(storage: RDBStorage, study_id: int, started_before) -> list[int]:
+    """RUNNING trials that never sent a heartbeat and started before ``started_before``.
+    (Optuna has no public query for this; its RDB models are the place to ask.)"""
+    from optuna.storages._rdb import models
+
+    session = storage.scoped_session()
+    try:
+        rows = (
+            session.query(models.TrialModel.trial_id)
+            .outerjoin(models.TrialHeartbeatModel)
+            .filter(models.TrialModel.study_id == study_id)
+            .filter(models.TrialModel.state == TrialState.RUNNING)
+            .filter(models.TrialHeartbeatModel.trial_heartbeat_id.is_(None))
+            .filter(models.TrialModel._datetime_start_utc < started_before)
+            .all()
+        )
+    finally:
+        session.close()
+    return [row[0] for row in rows]
+
+
 def budget_used(study: optuna.Study) -> int:
     """Trials that count against ``n_trials``: finished or still running."""
     return len(study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING)))
@@ -381,13 +438,14 @@ def run_worker(cfg_container: dict, parent_run_id: str | None, worker: int, dead
 
             def unlock_then_run(trial: optuna.Trial) -> float:
                 nonlocal locked
+                if isinstance(_backend(study), RDBStorage):  # alive from now on, visibly
+                    study._storage.record_heartbeat(trial._trial_id)
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
                 locked = False
                 return objective(trial)
 
             try:
-                if isinstance(study._storage, RDBStorage):
-                    optuna.storages.fail_stale_trials(study)
+                recover_abandoned_trials(study, float(cfg.search.grace_period))
                 if budget_used(study) >= n_trials:
                     break
                 study.optimize(
@@ -530,7 +588,7 @@ def plot_study(study: optuna.Study, directory: Path) -> None:
 
 
 def main() -> None:
-    stage_main(run, (ArtifactError, ConfigError, TrackingError, TrialsFailing))
+    stage_main(run, (ArtifactError, ConfigError, TrackingError, TrialsFailing, OSError))
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ class Tracker:
         try:
             yield
         except Exception as err:  # MLflow raises many types; all mean "the store failed"
-            message = f"MLflow tracking failed while {what} ({self.uri}): {err}"
+            message = mask_secrets(f"MLflow tracking failed while {what} ({self.uri}): {err}")
             if self.on_error == "fail":
                 raise TrackingError(message) from err
             print(f"warning: {message}; continuing without tracking", file=sys.stderr)
@@ -100,10 +100,12 @@ class Tracker:
             self._end_quietly()
 
     def _end_quietly(self) -> None:
-        import mlflow
+        """Forget the active run without asking the failed store again (a hung server would
+        cost another timeout); the run stays as the store last saw it."""
+        from mlflow.tracking import fluent
 
         with contextlib.suppress(Exception):
-            mlflow.end_run()
+            fluent._active_run_stack.get().clear()
 
     # --- runs ----------------------------------------------------------------------------
     def start(self, run_name: str, run_id: str | None = None, tags: dict | None = None) -> None:
@@ -112,10 +114,11 @@ class Tracker:
             return
         import mlflow
 
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(self.timeout)))
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        # One attempt per request, each given up after tracking.timeout seconds.
+        os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(int(self.timeout))
+        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
         with self._guard("starting the run"):
-            mlflow.set_tracking_uri(self.uri)
+            mlflow.set_tracking_uri(self.client_uri())
             experiment = mlflow.set_experiment(self.experiment)
             run = mlflow.start_run(
                 run_id=run_id,
@@ -124,6 +127,17 @@ class Tracker:
             )
             self.run_id = run.info.run_id
             mlflow.set_tags({k: mask_secrets(v) for k, v in (tags or {}).items()})
+
+    def client_uri(self) -> str:
+        """The URI MLflow is given. A password in an http(s) URI moves to MLflow's own
+        variables, so that MLflow never prints it ("View run ... at <URI>")."""
+        match = re.match(r"(https?://)([^:/@\s]+):([^@/\s]+)@(.*)", self.uri, re.I)
+        if not match:
+            return self.uri
+        scheme, user, password, rest = match.groups()
+        os.environ["MLFLOW_TRACKING_USERNAME"] = user
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = password
+        return f"{scheme}{rest}"
 
     def end(self, status: str = "FINISHED") -> None:
         if not self.active:
@@ -219,7 +233,7 @@ class Tracker:
 
         child_id = None
         with self._guard(f"starting {name}"):
-            client = MlflowClient(tracking_uri=self.uri)
+            client = MlflowClient(tracking_uri=self.client_uri())
             parent = client.get_run(parent_run_id)
             child = client.create_run(
                 parent.info.experiment_id,
@@ -241,7 +255,7 @@ class Tracker:
         if run_id is None:
             return
         with self._guard("logging trial metrics"):
-            client = MlflowClient(tracking_uri=self.uri)
+            client = MlflowClient(tracking_uri=self.client_uri())
             for key, value in metrics.items():
                 if value is not None and np.isfinite(value):
                     client.log_metric(run_id, key, float(value), step=step)
@@ -254,7 +268,7 @@ class Tracker:
         if run_id is None:
             return
         with self._guard("ending a trial run"):
-            client = MlflowClient(tracking_uri=self.uri)
+            client = MlflowClient(tracking_uri=self.client_uri())
             for key, value in tags.items():
                 client.set_tag(run_id, key, str(value))
             client.set_terminated(run_id, status=status)

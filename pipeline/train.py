@@ -26,7 +26,7 @@ from pipeline.config import stage_main
 from pipeline.errors import ConfigError, require_int
 from pipeline.estimators import DivergenceError, EpochInfo
 from pipeline.factory import build_estimator, dataset_meta, load_split
-from pipeline.tracking import TrackingError, git_commit, tracker_from_config
+from pipeline.tracking import TrackingError, git_commit, mask_secrets, tracker_from_config
 
 
 def history_csv(history: list[dict]) -> str:
@@ -111,7 +111,10 @@ def run(cfg: DictConfig) -> dict:
                     progress,
                 ],
             )
-    except DivergenceError:
+    except KeyboardInterrupt:
+        tracker.end(status="KILLED")  # not MLflow's atexit default, FINISHED
+        raise
+    except BaseException:
         tracker.end(status="FAILED")
         raise
     finally:
@@ -138,7 +141,7 @@ def run(cfg: DictConfig) -> dict:
         paths.run,
         {
             "run_id": tracker.run_id if tracker.active else None,
-            "tracking_uri": tracker.uri if tracker.active else None,
+            "tracking_uri": mask_secrets(tracker.uri) if tracker.active else None,
             "experiment": tracker.experiment if tracker.active else None,
         },
     )
@@ -150,7 +153,9 @@ def run(cfg: DictConfig) -> dict:
 
 
 def main() -> None:
-    stage_main(run, (ArtifactError, ConfigError, DivergenceError, TrackingError, ValueError))
+    stage_main(
+        run, (ArtifactError, ConfigError, DivergenceError, TrackingError, ValueError, OSError)
+    )
 
 
 if __name__ == "__main__":

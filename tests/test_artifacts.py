@@ -13,6 +13,7 @@ from pipeline import CNNClassifier, MLPClassifier
 from pipeline.artifacts import (
     ArtifactError,
     atomic_path,
+    file_checksum,
     load_arrays,
     load_model,
     save_model,
@@ -101,7 +102,11 @@ def test_tampered_model_files_are_refused(data, tmp_path):
     with np.load(tmp_path / "m.npz") as npz:
         arrays = dict(npz)
     np.savez(tmp_path / "m.npz", **arrays, extra=np.zeros(3))
-    with pytest.raises(ArtifactError, match="parameter names"):
+    with pytest.raises(ArtifactError, match="checksum"):  # weights changed alone
+        load_model(tmp_path / "m")
+    resigned = dict(meta, weights_sha256=file_checksum(tmp_path / "m.npz"))
+    (tmp_path / "m.json").write_text(json.dumps(resigned))
+    with pytest.raises(ArtifactError, match="parameter names"):  # and both changed
         load_model(tmp_path / "m")
 
     (tmp_path / "m.json").write_text("{not json")

@@ -54,7 +54,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError
 
 from pipeline import augment, evaluate, prepare, search, train
-from pipeline.artifacts import ArtifactError, load_model, save_arrays
+from pipeline.artifacts import ArtifactError, file_checksum, load_model, save_arrays
 from pipeline.config import compose_config, load_params
 from pipeline.data import DataError
 from pipeline.data.idx import write_idx
@@ -279,7 +279,12 @@ class Env:
         else:
             base.with_suffix(".npz").write_bytes(npz_bytes)
         if json_text is None:
-            json_text = json.dumps(good_meta if meta is None else meta)
+            # A consistent forgery: the description names the tampered weights' checksum, so
+            # the checks behind the checksum are what must refuse it.
+            description = dict(good_meta if meta is None else meta)
+            if "weights_sha256" in description:
+                description["weights_sha256"] = file_checksum(base.with_suffix(".npz"))
+            json_text = json.dumps(description)
         base.with_suffix(".json").write_text(json_text)
         return base
 
@@ -777,7 +782,19 @@ def object_array_npz(arrays, meta, e: Env) -> bytes:
 
 
 def evaluate_with_pickled_model(e: Env):
-    (e.root / "models" / "model.npz").write_bytes(pickle.dumps(Payload(e.marker)))
+    npz, description = e.root / "models" / "model.npz", e.root / "models" / "model.json"
+    npz.write_bytes(pickle.dumps(Payload(e.marker)))
+    meta = json.loads(description.read_text())
+    description.write_text(json.dumps({**meta, "weights_sha256": file_checksum(npz)}))
+    return e.stage("evaluate")
+
+
+def weights_changed_alone(e: Env):
+    """Weights rewritten without their description (a save interrupted between the two)."""
+    npz = e.root / "models" / "model.npz"
+    with np.load(npz, allow_pickle=False) as weights:
+        arrays = {k: v * 2 for k, v in weights.items()}
+    np.savez(npz, **arrays)
     return e.stage("evaluate")
 
 
@@ -836,6 +853,8 @@ MODELS = [
          ArtifactError, r"nothing\.json: file not found"),
     case("model:evaluate-pickled-model", evaluate_with_pickled_model,
          ArtifactError, r"models/model\.npz: .*refused, holds pickled objects"),
+    case("model:weights-without-their-description", weights_changed_alone,
+         ArtifactError, r"models/model\.npz: its checksum is not the weights_sha256 of "),
 ]  # fmt: skip
 
 

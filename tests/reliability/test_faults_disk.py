@@ -144,27 +144,13 @@ def with_data(data_root: Path, root: Path) -> Path:
     return root
 
 
-TRACEBACK_BUG = (
-    "BUG: {stage} does not turn an OSError from writing its outputs into a clear error: "
-    "stage_main's error list for {stage} lacks OSError, so the user gets Hydra's 'Error "
-    "executing job' and a traceback naming the temporary file (.NAME.XXXX.tmp) made by "
-    "artifacts.atomic_path, not the output path"
-)
-
-
 # --- read-only output directory ----------------------------------------------------------
 @pytest.mark.parametrize(
     ("name", "directory", "target"),
     [
         pytest.param("prepare", "data/prepared", "data/prepared", id="prepare"),
-        pytest.param(
-            "train", "models", "models/model.npz", id="train",
-            marks=pytest.mark.xfail(strict=True, reason=TRACEBACK_BUG.format(stage="train")),
-        ),
-        pytest.param(
-            "evaluate", "reports", "reports", id="evaluate",
-            marks=pytest.mark.xfail(strict=True, reason=TRACEBACK_BUG.format(stage="evaluate")),
-        ),
+        pytest.param("train", "models", "models/model.npz", id="train"),
+        pytest.param("evaluate", "reports", "reports", id="evaluate"),
     ],
 )  # fmt: skip
 def test_read_only_output_directory(data_root, tmp_path, name, directory, target):
@@ -185,7 +171,6 @@ def test_read_only_output_directory(data_root, tmp_path, name, directory, target
 
 
 # --- disk full -----------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason=TRACEBACK_BUG.format(stage="train"))
 def test_disk_full_stops_train_with_a_clear_error(data_root, tmp_path):
     root = with_data(data_root, tmp_path)
     models = root / "models"
@@ -204,13 +189,6 @@ def test_disk_full_stops_train_with_a_clear_error(data_root, tmp_path):
             (models / "filler").unlink()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: artifacts.save_model replaces model.npz and then model.json in two separate "
-    "atomic writes; when the disk fills between them the previous model is lost: the new "
-    "weights stay next to the old description (which load_model accepts as one model when "
-    "the shapes agree)",
-)
 def test_disk_full_between_weights_and_description_keeps_the_old_model(data_root, tmp_path):
     """The old model: 1 epoch (a short model.json). The new one: the same shapes, 300
     epochs (a model.json of several pages, its curves). The disk holds exactly one more

@@ -275,12 +275,6 @@ def test_interrupted_repro_recovers_to_the_uninterrupted_state(
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: train interrupted with Ctrl-C (SIGINT) leaves its MLflow run FINISHED, with "
-    "the metrics of the epochs it did: train.run ends the run only on DivergenceError, and "
-    "MLflow's atexit handler ends the still-active run with the default status FINISHED",
-)
 def test_train_interrupted_by_ctrl_c_is_not_recorded_as_finished(template):
     from mlflow.tracking import MlflowClient
 

@@ -315,12 +315,6 @@ def test_unreachable_server_with_on_error_fail_stops_the_stage(data_root, baseli
     assert run.seconds <= baseline[3] + 3 + SLACK, run.describe()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a server that accepts and never answers stalls the stage about twice "
-    "tracking.timeout: Tracker.start sets MLFLOW_HTTP_REQUEST_MAX_RETRIES=1, so the first "
-    "request waits the read timeout twice (plus backoff) before the warning",
-)
 def test_silent_server_at_start_stalls_no_longer_than_the_timeout(data_root, baseline, tmp_path):
     timeout = 5
     with silent_server() as uri:
@@ -343,12 +337,6 @@ def with_password(url: str, user: str = "alice") -> str:
     return f"{scheme}://{user}:{SECRET}@{rest}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the tracking-failure warning prints the tracking URI unmasked: "
-    "Tracker._guard formats self.uri and MLflow's exception text (which repeats the full URL) "
-    "without mask_secrets",
-)
 def test_password_in_unreachable_tracking_uri_is_masked_on_stderr(data_root, tmp_path):
     port = closed_port()
     uri = with_password(f"http://127.0.0.1:{port}")
@@ -386,23 +374,12 @@ def test_passwords_never_reach_mlflow_params(secret_run):
     assert not [text for text in texts if SECRET in text]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the password of the tracking URI is printed on stdout: mlflow.end_run() "
-    "prints '🏃 View run ... at: <tracking URI>/#/experiments/...' with the URI as given "
-    "(Tracker passes the URI with its user:password to mlflow.set_tracking_uri)",
-)
 def test_password_in_tracking_uri_is_never_printed(secret_run):
     run = secret_run["run"]
     printed = run.stdout + run.stderr
     assert SECRET not in printed, [line for line in printed.splitlines() if SECRET in line]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: train writes the tracking URI unmasked into models/mlflow_run.json "
-    "(train.run: 'tracking_uri': tracker.uri), a DVC output that is cached and pushed",
-)
 def test_password_in_tracking_uri_is_not_written_to_outputs(secret_run):
     out = secret_run["out"]
     written = [p for p in out.rglob("*") if p.is_file() and p.suffix in (".json", ".csv")]
@@ -411,14 +388,6 @@ def test_password_in_tracking_uri_is_not_written_to_outputs(secret_run):
 
 
 # --- going away mid-run (the hung server first: the killed one is gone after) -------
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a server that hangs mid-run stalls the stage about four times "
-    "tracking.timeout: the failing request is tried twice (MLFLOW_HTTP_REQUEST_MAX_RETRIES=1), "
-    "then Tracker._end_quietly() calls mlflow.end_run(), which sends one more request "
-    "(runs/get) to the same hung server and waits the timeout twice again; training itself "
-    "is blocked meanwhile (the epoch callback logs synchronously)",
-)
 def test_server_hung_mid_run_stalls_no_longer_than_the_timeout(
     data_root, baseline, tmp_path, servers
 ):
