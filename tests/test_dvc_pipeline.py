@@ -19,71 +19,22 @@ that the previous one left, as a user's session would.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.dvc_project import copy_project, describe, dvc, edit, sh, stages_run
+
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-COPIED = (
-    "conf",
-    "pipeline",
-    "dvc.yaml",
-    "params.yaml",
-    ".dvc/config",
-    ".dvc/.gitignore",
-    ".dvcignore",
-    ".gitignore",
-)
 EPOCHS = 3
 
 
 # --- helpers -------------------------------------------------------------------------------
-def environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "NNDL_"))}
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        PYTHONSAFEPATH="1",  # `python -m pipeline.x` imports the installed package
-        DVC_NO_ANALYTICS="1",
-        GIT_AUTHOR_NAME="test",
-        GIT_AUTHOR_EMAIL="test@example.com",
-        GIT_COMMITTER_NAME="test",
-        GIT_COMMITTER_EMAIL="test@example.com",
-    )
-    return env
-
-
-ENV = environment()
-
-
-def describe(result: subprocess.CompletedProcess) -> str:
-    return (
-        f"$ {' '.join(map(str, result.args))}\nexit status {result.returncode}\n"
-        f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
-    )
-
-
-def sh(cwd: Path, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [str(a) for a in args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600
-    )
-    if check:
-        assert result.returncode == 0, describe(result)
-    return result
-
-
-def dvc(repo: Path, *args: str | Path) -> subprocess.CompletedProcess:
-    return sh(repo, BIN / "dvc", *args)
-
-
 def git(repo: Path, *args: str) -> subprocess.CompletedProcess:
     return sh(repo, "git", *args)
 
@@ -93,21 +44,10 @@ def commit(repo: Path, message: str) -> None:
     git(repo, "commit", "-q", "--allow-empty", "-m", message)
 
 
-def stages_run(result: subprocess.CompletedProcess) -> list[str]:
-    return re.findall(r"Running stage '([^']+)'", result.stdout + result.stderr)
-
-
 def stages_updated(result: subprocess.CompletedProcess) -> list[str]:
     """Stages run, or restored from DVC's run cache (same deps and params ran before)."""
     pattern = r"Running stage '([^']+)'|Stage '([^']+)' is cached - skipping run"
     return ["".join(m) for m in re.findall(pattern, result.stdout + result.stderr)]
-
-
-def edit(path: Path, pattern: str, replacement: str) -> None:
-    """Replace the one line of ``path`` that matches ``pattern`` (a regex, multiline)."""
-    text, count = re.subn(pattern, replacement, path.read_text(), flags=re.M)
-    assert count == 1, f"{path}: {pattern!r} matched {count} times"
-    path.write_text(text)
 
 
 def model_params(repo: Path) -> dict:
@@ -141,13 +81,7 @@ def project(tmp_path_factory):
         pytest.skip("git is not installed")
     tmp = tmp_path_factory.mktemp("dvc_pipeline")
     repo = tmp / "repo"
-    # The working tree's versions, new files included: what the next commit would hold.
-    listed = sh(ROOT, "git", "ls-files", "-co", "--exclude-standard", "--", *COPIED)
-    for name in sorted(set(listed.stdout.split())):
-        if not (ROOT / name).is_file():  # deleted in the working tree
-            continue
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, repo / name)
+    copy_project(repo)
 
     conf = repo / "conf"
     edit(conf / "config.yaml", r"^  - data: .*$", "  - data: digits")

@@ -35,71 +35,12 @@ import pytest
 import yaml
 
 from pipeline.artifacts import load_model
+from tests.dvc_project import BIN, ENV, copy_project, describe, dvc, edit, sh, stages_run
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-COPIED = (
-    "conf",
-    "pipeline",
-    "dvc.yaml",
-    "params.yaml",
-    ".dvc/config",
-    ".dvc/.gitignore",
-    ".dvcignore",
-    ".gitignore",
-)
 EPOCHS = 100  # a few seconds of training (early stopping off), to interrupt
 NONDETERMINISTIC = {"models/mlflow_run.json"}  # the MLflow run id
-
-
-def environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "NNDL_"))}
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        PYTHONSAFEPATH="1",  # `python -m pipeline.x` imports the installed package
-        PYTHONWARNINGS="ignore",
-        DVC_NO_ANALYTICS="1",
-        GIT_AUTHOR_NAME="test",
-        GIT_AUTHOR_EMAIL="test@example.com",
-        GIT_COMMITTER_NAME="test",
-        GIT_COMMITTER_EMAIL="test@example.com",
-    )
-    return env
-
-
-ENV = environment()
-
-
-def describe(result: subprocess.CompletedProcess) -> str:
-    return (
-        f"$ {' '.join(map(str, result.args))}\nexit status {result.returncode}\n"
-        f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
-    )
-
-
-def sh(cwd: Path, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [str(a) for a in args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600
-    )
-    if check:
-        assert result.returncode == 0, describe(result)
-    return result
-
-
-def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return sh(repo, BIN / "dvc", *args, check=check)
-
-
-def edit(path: Path, pattern: str, replacement: str) -> None:
-    text, count = re.subn(pattern, replacement, path.read_text(), flags=re.M)
-    assert count == 1, f"{path}: {pattern!r} matched {count} times"
-    path.write_text(text)
-
-
-def stages_run(result: subprocess.CompletedProcess) -> list[str]:
-    return re.findall(r"Running stage '([^']+)'", result.stdout + result.stderr)
 
 
 @pytest.fixture(scope="module")
@@ -109,13 +50,7 @@ def template(tmp_path_factory) -> Path:
         pytest.skip("git is not installed")
     tmp = tmp_path_factory.mktemp("dvc_faults")
     repo = tmp / "template"
-    listed = sh(
-        ROOT, "git", "ls-files", "--cached", "--others", "--exclude-standard", "--", *COPIED
-    )
-    for name in sorted(set(listed.stdout.split())):
-        if (ROOT / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
+    copy_project(repo)
     conf = repo / "conf"
     edit(conf / "config.yaml", r"^  - data: .*$", "  - data: digits")
     edit(conf / "config.yaml", r"^  - augment: .*$", "  - augment: none")

@@ -1,0 +1,84 @@
+"""Helpers for tests that run the real `dvc` CLI on a copy of this project in tmp."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+# What a DVC project of this pipeline needs (pipeline/: dvc.yaml lists its files as deps).
+COPIED = (
+    "conf",
+    "pipeline",
+    "dvc.yaml",
+    "params.yaml",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    ".dvcignore",
+    ".gitignore",
+)
+
+
+def environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "NNDL_"))}
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        PYTHONSAFEPATH="1",  # `python -m pipeline.x` imports the installed package
+        PYTHONWARNINGS="ignore",
+        DVC_NO_ANALYTICS="1",
+        GIT_AUTHOR_NAME="test",
+        GIT_AUTHOR_EMAIL="test@example.com",
+        GIT_COMMITTER_NAME="test",
+        GIT_COMMITTER_EMAIL="test@example.com",
+    )
+    return env
+
+
+ENV = environment()
+
+
+def describe(result: subprocess.CompletedProcess) -> str:
+    return (
+        f"$ {' '.join(map(str, result.args))}\nexit status {result.returncode}\n"
+        f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    )
+
+
+def sh(cwd: Path, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [str(a) for a in args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600
+    )
+    if check:
+        assert result.returncode == 0, describe(result)
+    return result
+
+
+def dvc(repo: Path, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess:
+    return sh(repo, BIN / "dvc", *args, check=check)
+
+
+def edit(path: Path, pattern: str, replacement: str) -> None:
+    """Replace the one line of ``path`` that matches ``pattern`` (a regex, multiline)."""
+    text, count = re.subn(pattern, replacement, path.read_text(), flags=re.M)
+    assert count == 1, f"{path}: {pattern!r} matched {count} times"
+    path.write_text(text)
+
+
+def stages_run(result: subprocess.CompletedProcess) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", result.stdout + result.stderr)
+
+
+def copy_project(repo: Path) -> None:
+    """The working tree's versions of the project files (new ones included: what the next
+    commit would hold) into ``repo``."""
+    listed = sh(ROOT, "git", "ls-files", "-co", "--exclude-standard", "--", *COPIED)
+    for name in sorted(set(listed.stdout.split())):
+        if not (ROOT / name).is_file():  # deleted in the working tree
+            continue
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, repo / name)
