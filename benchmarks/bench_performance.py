@@ -71,6 +71,7 @@ from benchmarks.common import (  # noqa: E402
     render_markdown,
     render_text,
 )
+from benchmarks.common import sklearn_mlp as common_sklearn_mlp  # noqa: E402
 from pipeline import CNNClassifier, MLPClassifier  # noqa: E402
 from pipeline.artifacts import write_text  # noqa: E402
 
@@ -114,23 +115,7 @@ def ours_mlp(batch: int, seed: int, epochs: int = 1) -> MLPClassifier:
 
 
 def sklearn_mlp(batch: int, seed: int, epochs: int = 1) -> SklearnMLP:
-    return SklearnMLP(
-        (HIDDEN,),
-        activation="logistic",
-        solver="sgd",
-        alpha=0.0,
-        batch_size=batch,
-        learning_rate="constant",
-        learning_rate_init=LEARNING_RATE,
-        max_iter=epochs,
-        shuffle=True,
-        random_state=seed,
-        tol=0.0,
-        momentum=0.0,
-        nesterovs_momentum=False,
-        early_stopping=False,
-        n_iter_no_change=epochs + 1,
-    )
+    return common_sklearn_mlp(HIDDEN, batch, epochs, seed, LEARNING_RATE)
 
 
 def ours_cnn(batch: int, seed: int, epochs: int = 1) -> CNNClassifier:

@@ -65,6 +65,7 @@ from benchmarks.common import (  # noqa: E402
     time_call,
     write_atomic,
 )
+from benchmarks.common import sklearn_mlp as common_sklearn_mlp  # noqa: E402
 from pipeline import CNNClassifier, MLPClassifier  # noqa: E402
 
 LEARNING_RATE = 0.1  # the same eta for both MLPs; it does not change the work per step
@@ -136,23 +137,7 @@ def ours_mlp(hidden: int, batch: int, epochs: int, seed: int) -> MLPClassifier:
 
 
 def sklearn_mlp(hidden: int, batch: int, epochs: int, seed: int) -> SklearnMLP:
-    return SklearnMLP(
-        (hidden,),
-        activation="logistic",
-        solver="sgd",
-        alpha=0.0,
-        batch_size=batch,
-        learning_rate="constant",
-        learning_rate_init=LEARNING_RATE,
-        max_iter=epochs,
-        shuffle=True,
-        random_state=seed,
-        tol=0.0,
-        momentum=0.0,
-        nesterovs_momentum=False,
-        early_stopping=False,
-        n_iter_no_change=epochs + 1,  # never stops before max_iter
-    )
+    return common_sklearn_mlp(hidden, batch, epochs, seed, LEARNING_RATE)
 
 
 def ours_cnn(batch: int, epochs: int, seed: int) -> CNNClassifier:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+from sklearn.neural_network import MLPClassifier as SklearnMLP
 from threadpoolctl import threadpool_info
 
 N_FEATURES = 784  # 28 x 28 images, as Fashion-MNIST
@@ -76,3 +77,27 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def sklearn_mlp(
+    hidden: int, batch: int, epochs: int, seed: int, learning_rate: float
+) -> SklearnMLP:
+    """scikit-learn's MLPClassifier as the reference: plain SGD at a constant eta, no penalty,
+    no momentum, and never stopping before ``epochs``."""
+    return SklearnMLP(
+        (hidden,),
+        activation="logistic",
+        solver="sgd",
+        alpha=0.0,
+        batch_size=batch,
+        learning_rate="constant",
+        learning_rate_init=learning_rate,
+        max_iter=epochs,
+        shuffle=True,
+        random_state=seed,
+        tol=0.0,
+        momentum=0.0,
+        nesterovs_momentum=False,
+        early_stopping=False,
+        n_iter_no_change=epochs + 1,  # never stops before max_iter
+    )
