@@ -231,24 +231,30 @@ def test_workers_share_a_postgresql_study(digits_root):
 
 def test_killed_search_resumes_and_retries_the_stale_trial(digits_root):
     """SIGKILL a search mid-trial; the rerun fails the stale trial, retries it, finishes."""
+    # 30 epochs without early stopping, and the kill lands early in a running trial: a
+    # trial that ends between the poll and the kill would leave nothing stale to recover.
     args = ["search.n_trials=6", "search.study_name=killed", "search.epochs=30"]
     args += ["search.pruner.name=none", "search.space.batch_size.choices=[10]"]
+    args += ["train.early_stopping=false"]
     cfg = compose_config(search_overrides(digits_root, *args))
     process = subprocess.Popen(search_command(digits_root, *args), cwd=ROOT)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
         try:
             trials = study_of(cfg).trials
         except KeyError:  # study not created yet
             continue
         finished = [t for t in trials if t.state == TrialState.COMPLETE]
-        if len(finished) >= 1 and any(t.state == TrialState.RUNNING for t in trials):
+        running = [t for t in trials if t.state == TrialState.RUNNING]
+        if finished and running and 1 <= len(running[0].intermediate_values) <= 10:
             break
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
-    before = {t.number: t.value for t in study_of(cfg).trials if t.state == TrialState.COMPLETE}
+    trials = study_of(cfg).trials
+    before = {t.number: t.value for t in trials if t.state == TrialState.COMPLETE}
     assert before, "no trial completed before the kill"
+    assert any(t.state == TrialState.RUNNING for t in trials), "no trial running at the kill"
     time.sleep(4)  # past the grace period: the running trial is stale
 
     rerun = subprocess.run(search_command(digits_root, *args), cwd=ROOT, timeout=600)
