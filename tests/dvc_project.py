@@ -82,3 +82,39 @@ def copy_project(repo: Path) -> None:
             continue
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, repo / name)
+
+
+def fast_project(
+    repo: Path, stores: Path, epochs: int, more: dict[str, dict[str, str]] | None = None
+) -> None:
+    """The project in ``repo`` as one git commit, its ``conf/`` edited for runs of seconds:
+    digits, no augmentation, the MLP for ``epochs`` epochs with lambda 0.1, a two-trial
+    search that train does not use (``train.use_search=false``, the documented way to skip
+    it), MLflow and Optuna in SQLite files under ``stores``. ``more``: further top-level
+    keys per conf file, e.g. ``{"train/default.yaml": {"early_stopping": "false"}}``."""
+    copy_project(repo)
+    conf = repo / "conf"
+    for group, option in [("data", "digits"), ("augment", "none"), ("model", "mlp")]:
+        edit(conf / "config.yaml", rf"^  - {group}: .*$", f"  - {group}: {option}")
+    for name in ("train/default.yaml", "model/mlp.yaml", "model/ch1.yaml"):
+        edit(conf / name, r"^(\s*)epochs: .*$", rf"\g<1>epochs: {epochs}")
+    edit(conf / "model/mlp.yaml", r"^(\s*)l2: .*$", r"\g<1>l2: 0.1")  # lambda for 1,257 images
+    settings = {
+        "train/default.yaml": {"use_search": "false"},
+        "tracking/default.yaml": {"uri": f"sqlite:///{stores / 'mlflow.db'}"},
+        "search/default.yaml": {
+            "n_trials": "2",
+            "workers": "1",
+            "epochs": "1",
+            "max_train_samples": "500",
+            "storage": f"sqlite:///{stores / 'optuna.db'}",
+        },
+    }
+    for name, values in (more or {}).items():
+        settings.setdefault(name, {}).update(values)
+    for name, values in settings.items():
+        for key, value in values.items():
+            edit(conf / name, rf"^{key}: .*$", f"{key}: {value}")
+    sh(repo, "git", "init", "-q", "-b", "main")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-q", "-m", "pipeline with fast settings")

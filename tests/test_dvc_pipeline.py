@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.dvc_project import copy_project, describe, dvc, edit, sh, stages_run
+from tests.dvc_project import describe, dvc, edit, fast_project, sh, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -81,39 +81,15 @@ def project(tmp_path_factory):
         pytest.skip("git is not installed")
     tmp = tmp_path_factory.mktemp("dvc_pipeline")
     repo = tmp / "repo"
-    copy_project(repo)
-
-    conf = repo / "conf"
-    edit(conf / "config.yaml", r"^  - data: .*$", "  - data: digits")
-    edit(conf / "config.yaml", r"^  - augment: .*$", "  - augment: none")
-    edit(conf / "config.yaml", r"^  - model: .*$", "  - model: mlp")
-    for name in ("train/default.yaml", "model/mlp.yaml", "model/ch1.yaml"):
-        edit(conf / name, r"^(\s*)epochs: .*$", rf"\g<1>epochs: {EPOCHS}")
-    edit(conf / "model/mlp.yaml", r"^(\s*)l2: .*$", r"\g<1>l2: 0.1")  # lambda for 1,257 images
-    edit(conf / "train/default.yaml", r"^use_search: .*$", "use_search: false")
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    edit(conf / "tracking/default.yaml", r"^uri: .*$", f"uri: {uri}")
-    # ~6 s per train run; test_train_evaluate.py checks the logged model.
-    edit(conf / "tracking/default.yaml", r"^log_model: .*$", "log_model: false")
-    search = {
-        "n_trials": 2,
-        "workers": 1,
-        "epochs": 1,
-        "max_train_samples": 500,
-        "storage": f"sqlite:///{tmp / 'optuna.db'}",
-    }
-    for key, value in search.items():
-        edit(conf / "search/default.yaml", rf"^{key}: .*$", f"{key}: {value}")
-
-    git(repo, "init", "-q", "-b", "main")
-    commit(repo, "pipeline with fast settings")
+    # log_model off: ~6 s per train run; test_train_evaluate.py checks the logged model.
+    fast_project(repo, tmp, EPOCHS, {"tracking/default.yaml": {"log_model": "false"}})
 
     # The stages must not import the copy: then only the working directory tells them which
     # conf/ to read (the package's own conf/ says mnist_sample and the CNN).
     where = sh(repo, "python", "-c", "import pipeline; print(pipeline.__file__)").stdout
     assert not Path(where.strip()).resolve().is_relative_to(repo.resolve()), where
     stages = list(read_yaml(repo / "dvc.yaml")["stages"])
-    return {"repo": repo, "tmp": tmp, "uri": uri, "stages": stages}
+    return {"repo": repo, "tmp": tmp, "uri": f"sqlite:///{tmp / 'mlflow.db'}", "stages": stages}
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ import pytest
 import yaml
 
 from pipeline.artifacts import load_model
-from tests.dvc_project import BIN, ENV, copy_project, describe, dvc, edit, sh, stages_run
+from tests.dvc_project import BIN, ENV, describe, dvc, fast_project, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -50,29 +50,7 @@ def template(tmp_path_factory) -> Path:
         pytest.skip("git is not installed")
     tmp = tmp_path_factory.mktemp("dvc_faults")
     repo = tmp / "template"
-    copy_project(repo)
-    conf = repo / "conf"
-    edit(conf / "config.yaml", r"^  - data: .*$", "  - data: digits")
-    edit(conf / "config.yaml", r"^  - augment: .*$", "  - augment: none")
-    edit(conf / "config.yaml", r"^  - model: .*$", "  - model: mlp")
-    for name in ("train/default.yaml", "model/mlp.yaml"):
-        edit(conf / name, r"^(\s*)epochs: .*$", rf"\g<1>epochs: {EPOCHS}")
-    edit(conf / "model/mlp.yaml", r"^(\s*)l2: .*$", r"\g<1>l2: 0.1")
-    edit(conf / "train/default.yaml", r"^use_search: .*$", "use_search: false")
-    edit(conf / "train/default.yaml", r"^early_stopping: .*$", "early_stopping: false")
-    edit(conf / "tracking/default.yaml", r"^uri: .*$", f"uri: sqlite:///{tmp / 'mlflow.db'}")
-    search = {
-        "n_trials": 2,
-        "workers": 1,
-        "epochs": 1,
-        "max_train_samples": 500,
-        "storage": f"sqlite:///{tmp / 'optuna.db'}",
-    }
-    for key, value in search.items():
-        edit(conf / "search/default.yaml", rf"^{key}: .*$", f"{key}: {value}")
-    sh(repo, "git", "init", "-q", "-b", "main")
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-q", "-m", "pipeline with fast settings")
+    fast_project(repo, tmp, EPOCHS, {"train/default.yaml": {"early_stopping": "false"}})
     dvc(repo, "repro", "search")
     return repo
 
