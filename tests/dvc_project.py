@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.environ import child_environment
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 # What a DVC project of this pipeline needs (pipeline/: dvc.yaml lists its files as deps).
@@ -25,11 +27,10 @@ COPIED = (
 
 
 def environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "NNDL_"))}
+    env = child_environment()
     env.update(
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
         PYTHONSAFEPATH="1",  # `python -m pipeline.x` imports the installed package
-        PYTHONWARNINGS="ignore",
         DVC_NO_ANALYTICS="1",
         GIT_AUTHOR_NAME="test",
         GIT_AUTHOR_EMAIL="test@example.com",

@@ -18,6 +18,7 @@ import pytest
 
 from pipeline import augment, prepare
 from pipeline.config import compose_config
+from tests.environ import child_environment
 
 pytestmark = pytest.mark.slow
 
@@ -26,13 +27,7 @@ DIGITS = ["data=digits", "augment=none", "model=mlp", "train.use_search=false", 
 PAGE = 4096
 
 
-def environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "NNDL_"))}
-    env["PYTHONWARNINGS"] = "ignore"
-    return env
-
-
-ENV = environment()
+ENV = child_environment()
 
 
 def overrides(root: Path) -> list[str]:

@@ -47,6 +47,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pipeline import augment, prepare
 from pipeline.config import compose_config
+from tests.environ import child_environment
 
 pytestmark = pytest.mark.slow
 
@@ -57,13 +58,7 @@ HEARTBEAT, GRACE = 1, 2
 DIGITS = ["data=digits", "augment=none", "model=mlp"]
 
 
-def environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "NNDL_"))}
-    env["PYTHONWARNINGS"] = "ignore"
-    return env
-
-
-ENV = environment()
+ENV = child_environment()
 
 
 @pytest.fixture(scope="module")

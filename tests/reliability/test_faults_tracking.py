@@ -32,6 +32,7 @@ from mlflow.tracking import MlflowClient
 from pipeline import augment, prepare
 from pipeline.artifacts import load_model
 from pipeline.config import compose_config
+from tests.environ import child_environment
 
 pytestmark = pytest.mark.slow
 
@@ -43,13 +44,7 @@ LONG = 200  # epochs of the runs that lose their server mid-way (a few seconds)
 SLACK = 4.0  # seconds on top of the configured timeout: process start, jitter, retries' gaps
 
 
-def environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "NNDL_"))}
-    env["PYTHONWARNINGS"] = "ignore"
-    return env
-
-
-ENV = environment()
+ENV = child_environment()
 
 
 @pytest.fixture(scope="module")
