@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.artifacts import ArtifactError, file_checksum, load_images, save_arrays, write_json
 from pipeline.config import stage_main
-from pipeline.data.transforms import augment, validate_config
+from pipeline.data.transforms import augment
 from pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Augment ``${paths.prepared}/train.npz`` into ``cfg.paths.augmented``; a short summary."""
     aug_cfg = OmegaConf.to_container(cfg.augment, resolve=True)
-    validate_config(aug_cfg)  # before reading anything: a bad config fails fast
     source = Path(cfg.paths.prepared) / "train.npz"
     X, y = load_images(source)
     X_aug, y_aug, counts = augment(X, y, aug_cfg, seed=cfg.seed, progress=True)

@@ -22,7 +22,7 @@ from sklearn.metrics import accuracy_score, classification_report, f1_score, log
 from pipeline import reports
 from pipeline.artifacts import ArtifactError, load_model, read_json, write_json, write_text
 from pipeline.config import stage_main
-from pipeline.errors import ConfigError, require_int
+from pipeline.errors import ConfigError
 from pipeline.factory import dataset_meta, load_split
 from pipeline.tracking import TrackingError, git_commit, tracker_from_config
 
@@ -52,7 +52,7 @@ def predictions_csv(y_true: np.ndarray, y_pred: np.ndarray) -> str:
 def run(cfg: DictConfig) -> dict:
     """Score, plot, report and log; returns the metrics."""
     paths = cfg.paths
-    grid = require_int(cfg.evaluate.misclassified_grid, "evaluate.misclassified_grid", minimum=1)
+    grid = cfg.evaluate.misclassified_grid
     estimator = load_model(paths.model)
     test = load_split(Path(paths.prepared) / "test.npz")
     meta = dataset_meta(cfg)

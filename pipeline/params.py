@@ -29,7 +29,8 @@ from pathlib import Path
 import yaml
 
 from pipeline.artifacts import write_text
-from pipeline.config import compose_config, conf_hash, load_params, to_container
+from pipeline.config import compose_config, conf_hash, load_params, one_line, to_container
+from pipeline.errors import ConfigError
 
 PARAMS_FILE = Path("params.yaml")
 HASH_KEY = "conf_hash"
@@ -80,6 +81,9 @@ def main() -> None:
     args = parser.parse_args()
     try:
         action = update_params(args.output, args.overrides)
+    except ConfigError as err:
+        print(f"config error: {one_line(err)}", file=sys.stderr)
+        sys.exit(2)
     except PathsChanged as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -16,14 +16,13 @@ import io
 import time
 from pathlib import Path
 
-import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from pipeline.artifacts import ArtifactError, file_checksum, save_model, write_json, write_text
-from pipeline.config import stage_main
-from pipeline.errors import ConfigError, require_int
+from pipeline.config import stage_main, with_search_result
+from pipeline.errors import ConfigError
 from pipeline.estimators import DivergenceError, EpochInfo
 from pipeline.factory import build_estimator, dataset_meta, load_split
 from pipeline.tracking import TrackingError, git_commit, mask_secrets, tracker_from_config
@@ -55,31 +54,14 @@ class ProgressBar:
         self.bar.close()
 
 
-def searched_params(cfg: DictConfig) -> dict:
-    """The search's best parameters when ``train.use_search`` (else none)."""
-    if not cfg.train.get("use_search", False):
-        return {}
-    path = Path(cfg.paths.best_params)
-    if not path.is_file():
-        raise ArtifactError(
-            f"{path}: not found; run `python -m pipeline.search` first, or train without it: "
-            "train.use_search=false"
-        )
-    document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not isinstance(document, dict) or not isinstance(document.get("params"), dict):
-        raise ArtifactError(f"{path}: expected a mapping with a `params` mapping")
-    return document["params"]
-
-
 def run(cfg: DictConfig) -> dict:
     """Train, save and log; returns a summary (epochs, best validation accuracy, paths)."""
+    cfg, params_source = with_search_result(cfg)
     paths = cfg.paths
-    threads = require_int(cfg.train.threads, "train.threads", minimum=1)
     train = load_split(Path(paths.augmented) / "train.npz")
     val = load_split(Path(paths.prepared) / "val.npz")
     meta = dataset_meta(cfg)
-    searched = searched_params(cfg)
-    estimator = build_estimator(cfg, train.image_shape, searched)
+    estimator = build_estimator(cfg, train.image_shape)
 
     tracker = tracker_from_config(cfg)
     tracker.start(
@@ -90,17 +72,16 @@ def run(cfg: DictConfig) -> dict:
             "dataset": meta["dataset"],
             "dataset_checksum": file_checksum(Path(paths.augmented) / "train.npz"),
             "model": cfg.model.name,
+            "params_source": params_source,
         },
     )
     tracker.log_config(cfg)
-    if searched:
-        tracker.log_config(OmegaConf.create({"searched": searched}))
 
     history: list[dict] = []
     progress = ProgressBar(estimator.epochs, f"train {cfg.model.name}")
     started = time.perf_counter()
     try:
-        with threadpool_limits(limits=threads):
+        with threadpool_limits(limits=cfg.train.threads):
             estimator.fit(
                 train.X,
                 train.y,

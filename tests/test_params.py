@@ -80,7 +80,7 @@ def test_conf_dir_follows_the_working_directory(tmp_path, monkeypatch):
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "config.yaml").write_text("seed: 7\n")
     assert config.conf_dir() == tmp_path / "conf"
-    assert config.compose_config()["seed"] == 7
+    assert config.compose_raw()["seed"] == 7
 
 
 def test_changed_paths_ask_for_a_second_repro(conf_copy, tmp_path):

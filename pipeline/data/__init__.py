@@ -16,11 +16,11 @@ them into a one-line message and a non-zero exit status.
 from __future__ import annotations
 
 from pipeline.artifacts import ArtifactError
-from pipeline.errors import ConfigError, check_keys
+from pipeline.errors import ConfigError
 
 
 class DataError(ArtifactError):
     """An input file or data source is missing, malformed, or fails its checksum."""
 
 
-__all__ = ["ConfigError", "DataError", "check_keys"]
+__all__ = ["ConfigError", "DataError"]

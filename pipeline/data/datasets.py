@@ -22,7 +22,6 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.resources
 import logging
-import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from pipeline.artifacts import file_checksum
-from pipeline.data import ConfigError, DataError, check_keys
+from pipeline.data import ConfigError, DataError
 from pipeline.data.download import DownloadError, RemoteFile, fetch_all
 from pipeline.data.idx import read_idx
 
@@ -41,20 +40,6 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 FILE_ROLES = ("train_images", "train_labels", "test_images", "test_labels")
-POOL_KEYS = {"name", "split"}
-IDX_KEYS = {
-    "name",
-    "split",
-    "path",
-    "search_paths",
-    "mirrors",
-    "files",
-    "timeout",
-    "image_shape",
-    "n_classes",
-    "class_names",
-}
-FILE_KEYS = {"name", "md5", "sha256"}
 
 
 @dataclass
@@ -109,12 +94,7 @@ def load_dataset(cfg: Mapping[str, Any], seed: int, cache_dir: str | os.PathLike
     ``cfg`` is the plain (resolved) ``data`` mapping; ``seed`` drives the splits;
     ``cache_dir`` holds downloads, one sub-directory per dataset.
     """
-    name = cfg.get("name")
-    if name not in LOADERS:
-        raise ConfigError(f"data.name: unknown dataset {name!r}; choose from {sorted(LOADERS)}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed: expected a non-negative integer, got {seed!r}")
-    return LOADERS[name](cfg, seed, Path(cache_dir))
+    return LOADERS[cfg["name"]](cfg, seed, Path(cache_dir))
 
 
 # --- bundled pools ------------------------------------------------------------------------
@@ -151,12 +131,8 @@ def _split_pool(
     input_files: Mapping[str, Any],
 ) -> PreparedData:
     """Split a bundled pool by ``cfg.split`` fractions, stratified by class."""
-    check_keys(cfg, POOL_KEYS, "data")
-    split = _require(cfg, "split", "data", Mapping)
-    check_keys(split, set(SPLITS), "data.split", required=set(SPLITS))
-    fractions = {s: _fraction(split[s], f"data.split.{s}") for s in SPLITS}
-    if not math.isclose(sum(fractions.values()), 1.0, abs_tol=1e-9):
-        raise ConfigError(f"data.split: fractions {fractions} do not add up to 1")
+    split = cfg["split"]
+    fractions = {s: split[s] for s in SPLITS}
     n = len(labels)
     X, y = _as_images(images), _as_labels(labels, 10, source)
     n_test, n_val = round(n * fractions["test"]), round(n * fractions["val"])
@@ -178,16 +154,14 @@ def _split_pool(
 # --- IDX datasets ---------------------------------------------------------------------------
 def _load_idx_dataset(cfg: Mapping[str, Any], seed: int, cache_dir: Path) -> PreparedData:
     """MNIST-format data: four IDX files found locally, in the cache, or downloaded."""
-    check_keys(cfg, IDX_KEYS, "data", required=IDX_KEYS - {"class_names"})
-    n_classes = _positive_int(cfg["n_classes"], "data.n_classes")
+    n_classes = cfg["n_classes"]
     files = _file_entries(cfg["files"])
     directory, paths, source = locate_files(cfg, files, cache_dir / cfg["name"])
     log.info("reading %s from %s", cfg["name"], directory)
     train_X, train_y = _read_pair(paths["train_images"], paths["train_labels"], n_classes)
     test_X, test_y = _read_pair(paths["test_images"], paths["test_labels"], n_classes)
     _check_image_shapes(cfg.get("image_shape"), paths, train_X, test_X)
-    split = _require(cfg, "split", "data", Mapping)
-    check_keys(split, {"val"}, "data.split", required={"val"})
+    split = cfg["split"]
     n_val = _count(split["val"], len(train_y), "data.split.val")
     X_train, y_train, X_val, y_val = _stratified_split(
         _scale(train_X, 255),
@@ -236,7 +210,7 @@ def locate_files(
                 f"{directory}: missing {', '.join(missing)} (gzipped or not) given as data.path"
             )
         return directory, _present(found), f"local directory {directory.resolve()}"
-    for search_path in _string_list(cfg.get("search_paths"), "data.search_paths"):
+    for search_path in cfg["search_paths"]:
         directory = Path(search_path)
         found = {role: find_file(directory, entry["name"]) for role, entry in files.items()}
         if all(found.values()):
@@ -249,10 +223,7 @@ def locate_files(
 def _from_cache_or_mirrors(
     cfg: Mapping[str, Any], files: Mapping[str, dict[str, Any]], cache_dir: Path
 ) -> tuple[Path, dict[str, Path], str]:
-    mirrors = _string_list(cfg.get("mirrors"), "data.mirrors")
-    timeout = cfg["timeout"]
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-        raise ConfigError(f"data.timeout: expected a positive number of seconds, got {timeout!r}")
+    mirrors, timeout = cfg["mirrors"], cfg["timeout"]
     remotes = []
     for role, entry in files.items():
         if entry["md5"] is None and entry["sha256"] is None:
@@ -292,14 +263,10 @@ def find_file(directory: Path, name: str) -> Path | None:
 
 def _file_entries(files: Any) -> dict[str, dict[str, Any]]:
     """The four ``data.files`` entries, each ``{name, md5?, sha256?}``, in FILE_ROLES order."""
-    if not isinstance(files, Mapping):
-        raise ConfigError(f"data.files: expected a mapping of {FILE_ROLES}, got {files!r}")
-    check_keys(files, set(FILE_ROLES), "data.files", required=set(FILE_ROLES))
     entries = {}
     for role in FILE_ROLES:
         key = f"data.files.{role}"
-        entry = _require(files, role, "data.files", Mapping)
-        check_keys(entry, FILE_KEYS, key, required={"name"})
+        entry = files[role]
         name = entry["name"]
         if not isinstance(name, str) or not name or "/" in name:
             raise ConfigError(f"{key}.name: expected a file name, got {name!r}")
@@ -374,45 +341,12 @@ def _stratified_split(
     return X_kept, y_kept, X_held, y_held
 
 
-def _require(cfg: Mapping[str, Any], key: str, prefix: str, kind: type) -> Any:
-    if key not in cfg:
-        raise ConfigError(f"{prefix}.{key}: missing")
-    if not isinstance(cfg[key], kind):
-        raise ConfigError(f"{prefix}.{key}: expected a {kind.__name__}, got {cfg[key]!r}")
-    return cfg[key]
-
-
-def _fraction(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-        raise ConfigError(f"{key}: expected a fraction strictly between 0 and 1, got {value!r}")
-    return float(value)
-
-
 def _count(value: Any, n: int, key: str) -> int:
-    """A held-out size given as a count (int) or a fraction of ``n`` (float in (0, 1))."""
-    if isinstance(value, float):
-        count = round(n * _fraction(value, key))
-    elif isinstance(value, int) and not isinstance(value, bool):
-        count = value
-    else:
-        raise ConfigError(f"{key}: expected a count or a fraction, got {value!r}")
+    """A held-out size given as a count (>= 1) or a fraction of ``n`` (in (0, 1))."""
+    count = round(n * value) if value < 1 else int(value)
     if not 0 < count < n:
         raise ConfigError(f"{key}: {value!r} leaves no examples on one side of {n}")
     return count
-
-
-def _positive_int(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key}: expected a positive integer, got {value!r}")
-    return value
-
-
-def _string_list(value: Any, key: str) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str) or not isinstance(value, list | tuple):
-        raise ConfigError(f"{key}: expected a list, got {value!r}")
-    return [str(v) for v in value]
 
 
 LOADERS: dict[str, Callable[[Mapping[str, Any], int, Path], PreparedData]] = {

@@ -8,11 +8,18 @@ import re
 import numpy as np
 import pytest
 
-from pipeline.config import compose_config
+from pipeline.config import compose_config, compose_raw
+from pipeline.config.validation import validate_group
 from pipeline.data import ConfigError, DataError
 from pipeline.data.datasets import find_file, load_dataset
 from pipeline.data.idx import write_idx
 from tests.data import IDX_NAMES, leftovers, make_idx_dataset, md5, serve_directory
+
+
+def checked_load(cfg: dict, seed: int, cache_dir):
+    """load_dataset on the section checked as a stage checks it."""
+    return load_dataset(validate_group("data", cfg), seed=seed, cache_dir=cache_dir)
+
 
 POOL = {"split": {"train": 0.7, "val": 0.15, "test": 0.15}}
 
@@ -21,14 +28,14 @@ def data_cfg(name: str, **overrides) -> dict:
     """The shipped conf/data/NAME.yaml as a plain dict, with top-level overrides."""
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.to_container(compose_config([f"data={name}"]).data, resolve=True)
+    cfg = OmegaConf.to_container(compose_raw([f"data={name}"]).data, resolve=True)
     cfg.update(overrides)
     return cfg
 
 
 @pytest.fixture(scope="module")
 def digits():
-    return load_dataset({"name": "digits", **POOL}, seed=42, cache_dir="unused")
+    return checked_load({"name": "digits", **POOL}, seed=42, cache_dir="unused")
 
 
 def test_digits_splits(digits):
@@ -52,7 +59,7 @@ def test_digits_is_stratified(digits):
 
 
 def test_mnist_sample():
-    data = load_dataset({"name": "mnist_sample", **POOL}, seed=0, cache_dir="unused")
+    data = checked_load({"name": "mnist_sample", **POOL}, seed=0, cache_dir="unused")
     assert {s: len(y) for s, (_, y) in data.splits.items()} == {
         "train": 3500,
         "val": 750,
@@ -69,8 +76,8 @@ def test_mnist_sample():
 
 
 def test_same_seed_same_split_other_seed_other_split(digits):
-    again = load_dataset({"name": "digits", **POOL}, seed=42, cache_dir="unused")
-    other = load_dataset({"name": "digits", **POOL}, seed=7, cache_dir="unused")
+    again = checked_load({"name": "digits", **POOL}, seed=42, cache_dir="unused")
+    other = checked_load({"name": "digits", **POOL}, seed=7, cache_dir="unused")
     for split in ("train", "val", "test"):
         np.testing.assert_array_equal(again.splits[split][0], digits.splits[split][0])
         np.testing.assert_array_equal(again.splits[split][1], digits.splits[split][1])
@@ -92,8 +99,8 @@ def test_meta(digits):
 @pytest.mark.parametrize(
     ("cfg", "key"),
     [
-        ({"name": "nope"}, "data.name: unknown dataset 'nope'"),
-        ({"name": "digits"}, "data.split: missing"),
+        ({"name": "nope"}, "data.name: must be one of"),
+        ({"name": "digits"}, "data.split.train: missing"),
         ({"name": "digits", "split": {"train": 0.8, "val": 0.15, "test": 0.15}}, "data.split:"),
         ({"name": "digits", "split": {"train": 0.7, "val": 0.0, "test": 0.3}}, "data.split.val"),
         ({"name": "digits", "split": {"train": 0.7, "val": -0.15, "test": 0.45}}, "data.split.val"),
@@ -105,18 +112,18 @@ def test_meta(digits):
 )  # fmt: skip
 def test_pool_config_errors_name_the_key(cfg, key):
     with pytest.raises(ConfigError, match=f"^{re.escape(key)}"):
-        load_dataset(cfg, seed=1, cache_dir="unused")
+        checked_load(cfg, seed=1, cache_dir="unused")
 
 
 def test_bad_seed():
-    with pytest.raises(ConfigError, match="^seed:"):
-        load_dataset({"name": "digits", **POOL}, seed=-1, cache_dir="unused")
+    with pytest.raises(ConfigError, match="^seed: must be >= 0"):
+        compose_config(["seed=-1"])
 
 
 # --- IDX directories ------------------------------------------------------------------------
 def test_idx_directory(tmp_path):
     make_idx_dataset(tmp_path, n_train=120, n_test=40, shape=(9, 7), gz=False)
-    data = load_dataset(data_cfg("idx", path=str(tmp_path)), seed=3, cache_dir=tmp_path / "c")
+    data = checked_load(data_cfg("idx", path=str(tmp_path)), seed=3, cache_dir=tmp_path / "c")
     assert {s: len(y) for s, (_, y) in data.splits.items()} == {
         "train": 100,
         "val": 20,
@@ -132,7 +139,7 @@ def test_idx_directory(tmp_path):
 def test_mnist_from_a_directory_keeps_the_test_files_whole(tmp_path):
     files = make_idx_dataset(tmp_path, n_train=120, n_test=40)
     cfg = data_cfg("mnist", path=str(tmp_path), split={"val": 30})
-    data = load_dataset(cfg, seed=0, cache_dir=tmp_path / "cache")
+    data = checked_load(cfg, seed=0, cache_dir=tmp_path / "cache")
     X_test, y_test = data.splits["test"]
     from pipeline.data.idx import read_idx
 
@@ -146,16 +153,16 @@ def test_search_paths_then_cache_then_download(tmp_path):
     make_idx_dataset(local)
     cfg = data_cfg("fashion_mnist", search_paths=[str(tmp_path / "absent"), str(local)])
     cfg["split"] = {"val": 20}
-    assert load_dataset(cfg, 0, tmp_path / "cache").source == f"local directory {local}"
+    assert checked_load(cfg, 0, tmp_path / "cache").source == f"local directory {local}"
 
     served = make_idx_dataset(tmp_path / "mirror")
     files = {role: {"name": p.name, "md5": md5(p)} for role, p in served.items()}
     cfg = data_cfg("mnist", files=files, split={"val": 20}, timeout=5)
     with serve_directory(tmp_path / "mirror") as (url, requests):
         cfg["mirrors"] = [url]
-        first = load_dataset(cfg, 0, tmp_path / "cache")
+        first = checked_load(cfg, 0, tmp_path / "cache")
         assert len(requests) == 4
-        second = load_dataset(cfg, 0, tmp_path / "cache")
+        second = checked_load(cfg, 0, tmp_path / "cache")
         assert len(requests) == 4  # served from the cache
     assert first.source.startswith(f"cache {(tmp_path / 'cache' / 'mnist').resolve()}")
     np.testing.assert_array_equal(first.splits["train"][0], second.splits["train"][0])
@@ -191,7 +198,7 @@ def test_bad_idx_data_names_the_file(tmp_path, role, array, message):
     bad = _break(tmp_path, role, array)
     cfg = data_cfg("mnist", path=str(tmp_path), split={"val": 10})
     with pytest.raises(DataError, match=message) as info:
-        load_dataset(cfg, seed=0, cache_dir=tmp_path / "cache")
+        checked_load(cfg, seed=0, cache_dir=tmp_path / "cache")
     assert bad in str(info.value)
 
 
@@ -199,7 +206,7 @@ def test_image_shape_checked(tmp_path):
     make_idx_dataset(tmp_path, shape=(8, 8))
     cfg = data_cfg("mnist", path=str(tmp_path), split={"val": 20})
     with pytest.raises(DataError, match=r"images of shape \(8, 8\), data.image_shape says"):
-        load_dataset(cfg, seed=0, cache_dir=tmp_path / "cache")
+        checked_load(cfg, seed=0, cache_dir=tmp_path / "cache")
 
 
 def test_missing_files_are_listed(tmp_path):
@@ -207,7 +214,7 @@ def test_missing_files_are_listed(tmp_path):
     files["train_labels"].unlink()
     files["test_images"].unlink()
     with pytest.raises(DataError) as info:
-        load_dataset(data_cfg("idx", path=str(tmp_path)), seed=0, cache_dir=tmp_path)
+        checked_load(data_cfg("idx", path=str(tmp_path)), seed=0, cache_dir=tmp_path)
     assert str(info.value) == (
         f"{tmp_path}: missing train-labels-idx1-ubyte, t10k-images-idx3-ubyte "
         "(gzipped or not) given as data.path"
@@ -217,14 +224,14 @@ def test_missing_files_are_listed(tmp_path):
 @pytest.mark.parametrize(
     ("change", "key"),
     [
-        ({"path": None}, "data.path: required for data=idx"),
+        ({"path": None}, "data.path: data=idx needs"),
         ({"split": {"val": 0}}, "data.split.val"),
         ({"split": {"val": 1.5}}, "data.split.val"),
         ({"split": {"val": 120}}, "data.split.val"),
         ({"split": {"val": "some"}}, "data.split.val"),
         ({"n_classes": 0}, "data.n_classes"),
         ({"class_names": ["a"]}, "data.class_names"),
-        ({"files": {"train_images": {"name": "x"}}}, "data.files.test_images: missing"),
+        ({"files": {"train_images": {"name": "x"}}}, "data.files.train_labels.name: missing"),
         ({"timeout": 1, "colour": 1}, "data.colour: unknown key"),
     ],
 )
@@ -233,16 +240,16 @@ def test_idx_config_errors_name_the_key(tmp_path, change, key):
     cfg = data_cfg("idx", path=str(tmp_path))
     cfg.update(copy.deepcopy(change))
     with pytest.raises(ConfigError, match=f"^{re.escape(key)}"):
-        load_dataset(cfg, seed=0, cache_dir=tmp_path / "cache")
+        checked_load(cfg, seed=0, cache_dir=tmp_path / "cache")
 
 
 def test_download_needs_checksums_and_a_positive_timeout(tmp_path):
     cfg = data_cfg("mnist")
     cfg["files"]["test_labels"].pop("md5")
     with pytest.raises(ConfigError, match="^data.files.test_labels: needs an md5"):
-        load_dataset(cfg, seed=0, cache_dir=tmp_path)
-    with pytest.raises(ConfigError, match="^data.timeout"):
-        load_dataset(data_cfg("mnist", timeout=0), seed=0, cache_dir=tmp_path)
+        checked_load(cfg, seed=0, cache_dir=tmp_path)
+    with pytest.raises(ConfigError, match="^data.timeout: must be > 0"):
+        checked_load(data_cfg("mnist", timeout=0), seed=0, cache_dir=tmp_path)
     assert leftovers(tmp_path) == []
 
 

@@ -1,0 +1,201 @@
+"""Where the configuration lives, and how a stage gets its composed config.
+
+``conf/`` (Hydra) is the single source of truth. A stage runs in one of two ways:
+
+- ``python -m pipeline.train model=cnn train.epochs=5``: Hydra composes ``conf/`` with the
+  command-line overrides, as in any Hydra application;
+- ``python -m pipeline.train --params params.yaml``: the stage takes the already composed
+  config from ``params.yaml``. This is how ``dvc.yaml`` runs every stage, so that DVC, which
+  tracks the values in ``params.yaml``, and the stage always see the same values (see
+  :mod:`pipeline.params` for how ``params.yaml`` follows ``conf/``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hydra
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from pipeline.config.validation import validate
+from pipeline.errors import ConfigError
+
+PACKAGE_CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONF_DIR_VARIABLE = "NNDL_CONF_DIR"
+PARAMS_FLAG = "--params"
+
+
+def conf_dir() -> Path:
+    """The config directory: ``$NNDL_CONF_DIR`` if set, else ``./conf`` when the working
+    directory has one (a DVC project runs its stages from its root, where DVC's own Hydra
+    support also looks), else the ``conf/`` of the source checkout the package is in."""
+    if os.environ.get(CONF_DIR_VARIABLE):
+        return Path(os.environ[CONF_DIR_VARIABLE]).resolve()
+    local = Path.cwd() / "conf"
+    if (local / "config.yaml").is_file():
+        return local.resolve()
+    return PACKAGE_CONF_DIR
+
+
+def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """The composed and validated config for these overrides, as a stage sees it."""
+    return validate(compose_raw(overrides))
+
+
+def compose_raw(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """The composed config for these overrides, unchecked (what ``params.yaml`` stores)."""
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+            return compose(config_name="config", overrides=list(overrides))
+    except HydraException as err:  # unknown group choice, bad override syntax
+        cause = err.__cause__ or err
+        raise ConfigError(f"overrides {list(overrides)}: {one_line(cause)}") from None
+
+
+def conf_hash(directory: Path | None = None) -> str:
+    """sha256 over the names and contents of every YAML file under the config directory."""
+    directory = directory or conf_dir()
+    digest = hashlib.sha256()
+    for path in sorted(directory.rglob("*.yaml")):
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def load_params(path: str | Path) -> DictConfig:
+    """The validated config stored in a params file (``params.yaml``)."""
+    return validate(load_raw_params(path))
+
+
+def load_raw_params(path: str | Path) -> DictConfig:
+    """The composed config stored in a params file, unchecked."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found; run `python -m pipeline.params`")
+    try:
+        cfg = OmegaConf.load(path)
+    except (yaml.YAMLError, OmegaConfBaseException) as err:
+        raise ConfigError(f"{path}: not valid YAML ({one_line(err)})") from None
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    missing = sorted({"seed", "paths", "data"} - set(cfg))
+    if missing:
+        raise ConfigError(f"{path}: missing {missing}; is it the composed config?")
+    return cfg
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def flatten(cfg: DictConfig | dict, prefix: str = "") -> dict[str, Any]:
+    """{"train": {"epochs": 3}} -> {"train.epochs": 3}; lists stay values."""
+    data = to_container(cfg) if isinstance(cfg, DictConfig) else cfg
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line (YAML and OmegaConf errors span several)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def stage_main(run: Callable[[DictConfig], Any], errors: tuple[type[Exception], ...]) -> None:
+    """Entry point of a stage: ``--params FILE`` or Hydra overrides, then ``run(cfg)``.
+
+    The config is validated before ``run`` starts. A config error ends as one line,
+    ``config error: <key>: <problem> (got <value>)``, and exit status 2; other errors of the
+    types in ``errors`` (bad input the user can fix) as ``error: ...`` and exit status 1.
+    Hydra's own flags (``--help``, ``--cfg job``, ``-m``) go to Hydra's command line.
+    """
+    argv = sys.argv[1:]
+    if argv[:1] != [PARAMS_FLAG] and any(arg.startswith("-") for arg in argv):
+        hydra.main(config_path=str(conf_dir()), config_name="config", version_base=None)(
+            lambda cfg: _run_checked(run, cfg, errors)
+        )()
+        return
+    if argv[:1] == [PARAMS_FLAG] and len(argv) != 2:
+        print(f"usage: python -m <stage> {PARAMS_FLAG} params.yaml", file=sys.stderr)
+        sys.exit(2)
+    try:
+        cfg = load_raw_params(argv[1]) if argv[:1] == [PARAMS_FLAG] else compose_raw(argv)
+    except ConfigError as err:
+        _exit_config_error(err)
+    _run_checked(run, cfg, errors)
+
+
+def _run_checked(
+    run: Callable[[DictConfig], Any], cfg: DictConfig, errors: tuple[type[Exception], ...]
+) -> None:
+    try:
+        cfg = validate(cfg)
+        run(cfg)
+    except ConfigError as err:
+        _exit_config_error(err)
+    except errors as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _exit_config_error(err: ConfigError) -> None:
+    print(f"config error: {one_line(err)}", file=sys.stderr)
+    sys.exit(2)
+
+
+# --- the search's result, applied by composition --------------------------------------------
+SEARCH_RESULT_GROUPS = ("train", "model")
+
+
+def with_search_result(cfg: DictConfig) -> tuple[DictConfig, str]:
+    """``cfg`` with the search's best values composed onto it when ``train.use_search``, and
+    where the training values came from (``config``, or ``search study S trial N``).
+
+    ``${paths.best_params}`` holds ``config``, a fragment of the ``train`` and ``model``
+    groups; it is merged onto ``cfg`` and the result validated again, so MLflow and the
+    stage see the values the model is trained with under their ordinary names.
+    """
+    if not cfg.train.use_search:
+        return cfg, "config"
+    path = Path(cfg.paths.best_params)
+    if not path.is_file():
+        raise ConfigError(
+            f"{path}: not found; run `python -m pipeline.search` first, or train without "
+            "it: train.use_search=false"
+        )
+    document = _read_yaml_mapping(path)
+    fragment = document.get("config")
+    if not isinstance(fragment, dict) or not set(fragment) <= set(SEARCH_RESULT_GROUPS):
+        raise ConfigError(
+            f"{path}: `config` must be a mapping of {list(SEARCH_RESULT_GROUPS)} sections "
+            f"(got {fragment!r})"
+        )
+    try:
+        merged = validate(OmegaConf.merge(cfg, fragment))
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    return merged, f"search study {document.get('study')} trial {document.get('trial')}"
+
+
+def _read_yaml_mapping(path: Path) -> dict[str, Any]:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid YAML ({one_line(err)})") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: expected a mapping (got {type(document).__name__})")
+    return document
