@@ -11,8 +11,6 @@ of it into the MLflow run that train started.
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
@@ -20,28 +18,26 @@ from omegaconf import DictConfig
 from sklearn.metrics import accuracy_score, classification_report, f1_score, log_loss
 
 from pipeline import reports
-from pipeline.artifacts import ArtifactError, load_model, read_json, write_json, write_text
+from pipeline.artifacts import ArtifactError, load_model, write_json, write_text
 from pipeline.config import stage_main
+from pipeline.config.files import AugmentedMeta, RunFile, read_checked, read_history
 from pipeline.errors import ConfigError
 from pipeline.factory import dataset_meta, load_split
 from pipeline.tracking import TrackingError, git_commit, tracker_from_config
-
-
-def read_history(path: str | Path) -> list[dict]:
-    """The per-epoch CSV train wrote, as dicts of floats (empty cells -> None)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"{path}: training history not found; run the train stage first")
-    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
-    return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in rows]
 
 
 def training_set_size(cfg: DictConfig, meta: dict) -> int:
     """Images the model trained on: the augmented set when augment wrote one."""
     augmented = Path(cfg.paths.augmented) / "meta.json"
     if augmented.is_file():
-        return int(read_json(augmented)["n_total"])
+        return int(read_checked(augmented, AugmentedMeta)["n_total"])
     return int(meta["counts"]["train"])
+
+
+def train_run_id(cfg: DictConfig) -> str | None:
+    """The MLflow run train started (None when train was not tracked)."""
+    run_file = Path(cfg.paths.run)
+    return read_checked(run_file, RunFile)["run_id"] if run_file.is_file() else None
 
 
 def predictions_csv(y_true: np.ndarray, y_pred: np.ndarray) -> str:
@@ -53,10 +49,13 @@ def run(cfg: DictConfig) -> dict:
     """Score, plot, report and log; returns the metrics."""
     paths = cfg.paths
     grid = cfg.evaluate.misclassified_grid
+    # Every input is read and checked before any output is written.
     estimator = load_model(paths.model)
     test = load_split(Path(paths.prepared) / "test.npz")
     meta = dataset_meta(cfg)
     history = read_history(paths.history)
+    run_id = train_run_id(cfg)
+    n_train = training_set_size(cfg, meta)
 
     proba = estimator.predict_proba(test.X)
     y_pred = estimator.classes_[proba.argmax(axis=1)]
@@ -66,7 +65,7 @@ def run(cfg: DictConfig) -> dict:
         "test_loss": float(log_loss(test.y, proba, labels=labels)),
         "macro_f1": float(f1_score(test.y, y_pred, average="macro")),
         "n_test": len(test.y),
-        "n_train": training_set_size(cfg, meta),
+        "n_train": n_train,
         "epochs": int(estimator.n_iter_),
         "best_val_accuracy": estimator.best_validation_score_,
     }
@@ -100,7 +99,7 @@ def run(cfg: DictConfig) -> dict:
     write_text(Path(paths.reports) / "predictions.csv", predictions_csv(test.y, y_pred))
     reports.write_evaluation_report(paths.evaluation, metrics, per_class_rows, model_summary, plots)
 
-    _log_to_mlflow(cfg, metrics, plots)
+    _log_to_mlflow(cfg, run_id, metrics, plots)
     print(
         f"test accuracy {metrics['test_accuracy']:.4f} on {metrics['n_test']} images "
         f"-> {paths.metrics}, {paths.evaluation}"
@@ -108,11 +107,9 @@ def run(cfg: DictConfig) -> dict:
     return metrics
 
 
-def _log_to_mlflow(cfg: DictConfig, metrics: dict, plots: dict) -> None:
+def _log_to_mlflow(cfg: DictConfig, run_id: str | None, metrics: dict, plots: dict) -> None:
     """Continue train's run (or start one if train was not tracked) and log the results."""
     tracker = tracker_from_config(cfg)
-    run_file = Path(cfg.paths.run)
-    run_id = read_json(run_file).get("run_id") if run_file.is_file() else None
     tracker.start(
         run_name=f"{cfg.model.name}-evaluate",
         run_id=run_id,

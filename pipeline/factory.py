@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from pipeline.artifacts import ESTIMATOR_CLASSES, load_images, read_json
+from pipeline.artifacts import ESTIMATOR_CLASSES, load_images
 from pipeline.config import to_container
+from pipeline.config.files import PreparedMeta, read_checked
 from pipeline.estimators import CNNClassifier, MLPClassifier
 
 # Keys of the `train` group that are estimator parameters (the rest steer the stage).
@@ -55,7 +56,8 @@ def load_split(path: str | Path) -> Split:
 
 
 def dataset_meta(cfg: DictConfig) -> dict:
-    return read_json(Path(cfg.paths.prepared) / "meta.json")
+    """``${paths.prepared}/meta.json``, checked."""
+    return read_checked(Path(cfg.paths.prepared) / "meta.json", PreparedMeta)
 
 
 def estimator_params(cfg: DictConfig, overrides: dict | None = None) -> dict:

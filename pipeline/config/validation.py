@@ -47,11 +47,17 @@ def validate(cfg: DictConfig | dict) -> DictConfig:
 def validate_group(group: str, cfg: DictConfig | dict) -> dict[str, Any]:
     """One group's section (``data``, ``augment``, ...) checked as :func:`validate` checks it
     inside a whole config: for the library functions that take one section."""
-    schema = GROUPS[group]
-    values = _typed(schema, cfg, f"{group}.")
-    _check_bounds(schema, values, f"{group}.")
+    values = validate_schema(GROUPS[group], cfg, f"{group}.")
     if group in RULES:
         RULES[group](values)
+    return values
+
+
+def validate_schema(schema: type, cfg: DictConfig | dict, prefix: str) -> dict[str, Any]:
+    """``cfg`` checked against any schema dataclass (types, keys, ranges); keys in errors
+    start with ``prefix``."""
+    values = _typed(schema, cfg, prefix)
+    _check_bounds(schema, values, prefix)
     return values
 
 
@@ -69,7 +75,7 @@ def _typed(schema: type, cfg: DictConfig | dict, prefix: str) -> dict[str, Any]:
 
 def _from_omegaconf(err: OmegaConfBaseException, prefix: str) -> ConfigError:
     """OmegaConf's multi-line message as one line in our format."""
-    key = f"{prefix}{getattr(err, 'full_key', None) or ''}".rstrip(".") or "config"
+    key = f"{prefix}{getattr(err, 'full_key', None) or ''}".rstrip(".") or "top level"
     message = str(err).splitlines()[0] if str(err) else type(err).__name__
     if re.match(r"Key '.*' not in", message):
         return ConfigError(f"{key}: unknown key")
@@ -98,7 +104,7 @@ OMEGACONF_PROBLEMS = [
 def _check_sections(schema: type, values: Any, prefix: str) -> None:
     """Each section the schema nests is a mapping (OmegaConf's merge error names no key)."""
     if not isinstance(values, dict):
-        raise config_error(prefix.rstrip(".") or "config", "expected a mapping", values)
+        raise config_error(prefix.rstrip(".") or "top level", "expected a mapping", values)
     for spec in dataclasses.fields(schema):
         node_type = _dataclass_of(spec.type, schema)
         if node_type is not None and values.get(spec.name) is not None:

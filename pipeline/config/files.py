@@ -1,0 +1,108 @@
+"""The files one stage writes and another reads, checked like the config before work starts.
+
+``meta.json`` of prepare and augment, ``mlflow_run.json`` of train and ``history.csv`` each
+have a schema here (dataclasses, as the config groups do); :func:`read_checked` reads one
+and raises :class:`ArtifactError` naming the file and the key at fault: a syntax error, a
+list where a mapping belongs, a missing key and a wrong type all end the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pipeline.artifacts import ArtifactError, read_json
+from pipeline.config.validation import validate_schema
+from pipeline.errors import ConfigError
+
+
+@dataclass
+class SplitCounts:
+    train: int = field(default=-1, metadata={"ge": 1})
+    val: int = field(default=-1, metadata={"ge": 1})
+    test: int = field(default=-1, metadata={"ge": 1})
+
+
+@dataclass
+class PreparedMeta:
+    """``${paths.prepared}/meta.json``: what prepare wrote."""
+
+    dataset: str = "???"
+    source: str = "???"
+    image_shape: list[int] = field(default_factory=list, metadata={"ge": 1, "nonempty": True})
+    n_classes: int = field(default=-1, metadata={"ge": 2})
+    classes: list[int] = field(default_factory=list, metadata={"nonempty": True})
+    counts: SplitCounts = field(default_factory=SplitCounts)
+    class_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    input_checksums: dict[str, str] = field(default_factory=dict)
+    seed: int = field(default=-1, metadata={"ge": 0})
+    split: dict[str, Any] = field(default_factory=dict)
+    class_names: list[str] | None = None
+
+
+@dataclass
+class AugmentedMeta:
+    """``${paths.augmented}/meta.json``: what augment wrote."""
+
+    n_original: int = field(default=-1, metadata={"ge": 1})
+    n_total: int = field(default=-1, metadata={"ge": 1})
+    counts: dict[str, int] = field(default_factory=dict)
+    class_counts: dict[str, int] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    seed: int = field(default=-1, metadata={"ge": 0})
+    input: str = "???"
+    input_sha256: str = "???"
+
+
+@dataclass
+class RunFile:
+    """``${paths.run}``: the MLflow run train started (ids are null when not tracked)."""
+
+    run_id: str | None = None
+    tracking_uri: str | None = None
+    experiment: str | None = None
+
+
+Schema = TypeVar("Schema")
+
+
+def read_checked(path: str | Path, schema: type) -> dict[str, Any]:
+    """The JSON file at ``path`` checked against ``schema``."""
+    try:
+        return validate_schema(schema, read_json(path), "")
+    except ConfigError as err:
+        raise ArtifactError(f"{path}: {err}") from None
+
+
+def read_history(path: str | Path) -> list[dict[str, float | None]]:
+    """The per-epoch CSV train wrote: a header with ``epoch`` and rows of numbers (an empty
+    cell is None)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: training history not found; run the train stage first")
+    try:
+        rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ArtifactError(f"{path}: not a CSV file ({err})") from None
+    if not rows or "epoch" not in rows[0]:
+        raise ArtifactError(f"{path}: expected a header with `epoch` and one row per epoch")
+    return [_numbers(path, line, row) for line, row in enumerate(rows, start=2)]
+
+
+def _numbers(path: Path, line: int, row: dict[str | None, Any]) -> dict[str, float | None]:
+    if None in row or None in row.values():
+        raise ArtifactError(f"{path}:{line}: the row does not match the header")
+    values: dict[str, float | None] = {}
+    for key, text in row.items():
+        try:
+            values[str(key)] = float(text) if text != "" else None
+        except ValueError:
+            raise ArtifactError(f"{path}:{line}: {key}: not a number (got {text!r})") from None
+    epoch = values["epoch"]
+    if epoch is None or not math.isfinite(epoch) or epoch < 1:
+        raise ArtifactError(f"{path}:{line}: epoch: expected a number >= 1 (got {epoch!r})")
+    return values
