@@ -544,7 +544,12 @@ def write_outputs(cfg: DictConfig, study: optuna.Study) -> dict:
     )
     best_params = estimator_overrides(best.params, cfg)
     document = {"study": study.study_name, "trial": best.number, "value": best.value}
-    document["params"] = best_params
+    model_keys = {"hidden_layer_sizes"}
+    document["config"] = {
+        "train": {k: v for k, v in best_params.items() if k not in model_keys},
+        **({"model": {k: best_params[k] for k in model_keys & set(best_params)}}
+           if model_keys & set(best_params) else {}),
+    }  # fmt: skip
     write_text(cfg.paths.best_params, header + yaml.safe_dump(document, sort_keys=False))
     frame = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs"))
     frame["duration_s"] = [t.duration.total_seconds() if t.duration else None for t in trials]

@@ -97,9 +97,9 @@ def fast_project(
     conf = repo / "conf"
     for group, option in [("data", "digits"), ("augment", "none"), ("model", "mlp")]:
         edit(conf / "config.yaml", rf"^  - {group}: .*$", f"  - {group}: {option}")
-    for name in ("train/default.yaml", "model/mlp.yaml", "model/ch1.yaml"):
+    for name in ("train/default.yaml", "train/mlp.yaml", "train/ch1.yaml"):
         edit(conf / name, r"^(\s*)epochs: .*$", rf"\g<1>epochs: {epochs}")
-    edit(conf / "model/mlp.yaml", r"^(\s*)l2: .*$", r"\g<1>l2: 0.1")  # lambda for 1,257 images
+    edit(conf / "train/mlp.yaml", r"^(\s*)l2: .*$", r"\g<1>l2: 0.1")  # lambda for 1,257 images
     settings = {
         "train/default.yaml": {"use_search": "false"},
         "tracking/default.yaml": {"uri": f"sqlite:///{stores / 'mlflow.db'}"},
