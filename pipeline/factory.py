@@ -13,24 +13,7 @@ from pipeline.config import to_container
 from pipeline.config.files import PreparedMeta, read_checked
 from pipeline.estimators import CNNClassifier, MLPClassifier
 
-# Keys of the `train` group that are estimator parameters (the rest steer the stage).
-TRAIN_ESTIMATOR_KEYS = (
-    "learning_rate",
-    "batch_size",
-    "epochs",
-    "l2",
-    "l1",
-    "momentum",
-    "dropout",
-    "learning_rate_schedule",
-    "schedule_patience",
-    "schedule_min_fraction",
-    "early_stopping",
-    "n_iter_no_change",
-    "track_gradient_norms",
-    "dtype",
-)
-MODEL_DESCRIPTION_KEYS = ("name", "estimator")
+MODEL_DESCRIPTION_KEYS = ("name", "estimator")  # which network, not how it is built
 
 
 @dataclass
@@ -63,11 +46,13 @@ def dataset_meta(cfg: DictConfig) -> dict:
 def estimator_params(cfg: DictConfig, overrides: dict | None = None) -> dict:
     """Estimator keyword arguments from ``model`` + ``train`` (+ e.g. searched values)."""
     model = to_container(cfg.model)
-    train = to_container(cfg.train)
     params = {k: v for k, v in model.items() if k not in MODEL_DESCRIPTION_KEYS}
     if params.get("conv_layers") is None:
         params.pop("conv_layers", None)  # the schema's "none" for an MLP
-    params.update({k: train[k] for k in TRAIN_ESTIMATOR_KEYS})
+    # The train keys the estimator takes as parameters; the others (threads, use_search)
+    # steer the stage.
+    accepted = ESTIMATOR_CLASSES[cfg.model.estimator]().get_params()
+    params.update({k: v for k, v in to_container(cfg.train).items() if k in accepted})
     params.update(overrides or {})
     params["random_state"] = cfg.seed
     return params

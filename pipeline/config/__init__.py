@@ -171,16 +171,21 @@ def with_search_result(cfg: DictConfig) -> tuple[DictConfig, str]:
     """
     if not cfg.train.use_search:
         return cfg, "config"
+    from pipeline.artifacts import ArtifactError  # noqa: PLC0415 (keeps this module light)
+
     path = Path(cfg.paths.best_params)
     if not path.is_file():
-        raise ConfigError(
+        raise ArtifactError(
             f"{path}: not found; run `python -m pipeline.search` first, or train without "
             "it: train.use_search=false"
         )
-    document = _read_yaml_mapping(path)
+    try:
+        document = _read_yaml_mapping(path)
+    except ConfigError as err:
+        raise ArtifactError(str(err)) from None
     fragment = document.get("config")
     if not isinstance(fragment, dict) or not set(fragment) <= set(SEARCH_RESULT_GROUPS):
-        raise ConfigError(
+        raise ArtifactError(
             f"{path}: `config` must be a mapping of {list(SEARCH_RESULT_GROUPS)} sections "
             f"(got {fragment!r})"
         )

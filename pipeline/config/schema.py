@@ -18,6 +18,7 @@ from enum import Enum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
 
 
 def bounded(default: Any = None, **bounds: float | bool) -> Any:
@@ -200,7 +201,7 @@ class ModelConfig:
     """The network: its architecture only (training values live in the ``train`` group)."""
 
     name: str = "???"
-    estimator: EstimatorName = EstimatorName.MLPClassifier
+    estimator: EstimatorName = MISSING
     hidden_layer_sizes: list[int] = bounded([100], ge=1)
     activation: ActivationName = ActivationName.sigmoid
     output_activation: OutputActivationName = OutputActivationName.auto
@@ -311,7 +312,7 @@ class DvcConfig:
 class Config:
     """The composed config of every stage."""
 
-    seed: int = bounded(42, ge=0)
+    seed: int = bounded(MISSING, ge=0)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -97,6 +97,7 @@ OMEGACONF_PROBLEMS = [
     (r"could not be converted to Float", "expected a number"),
     (r"could not be converted to String", "expected a string"),
     (r"is not a ListConfig, list or tuple", "expected a list"),
+    (r"is not Optional|Incompatible value .None.", "must not be null"),
     (r"is not a subclass of|Cannot assign .* to", "expected a mapping"),
 ]
 

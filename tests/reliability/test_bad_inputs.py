@@ -47,8 +47,6 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.sparse
-from hydra.errors import MissingConfigException
-from omegaconf.errors import ConfigAttributeError, MissingMandatoryValue
 from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError
@@ -621,6 +619,19 @@ def stage(name: str, *extra: str):
     return lambda e: e.stage(name, *extra)
 
 
+def best_params(text: str):
+    """train with ``train.use_search=true`` and ``text`` as the search's result."""
+
+    def act(e: Env):
+        cfg = e.config("train.use_search=true")
+        Path(cfg.paths.best_params).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg.paths.best_params).write_text(text)
+        e.watch()
+        return train.run(cfg)
+
+    return act
+
+
 def params_file(text: str | None):
     """``load_params`` on a file holding ``text`` (None: no file at all)."""
 
@@ -640,65 +651,85 @@ EVERY_TRIAL_FAILS = (
 )
 CONFIGS = [
     case("config:compose-data=nope", lambda e: e.config("data=nope"),
-         MissingConfigException, r"Could not find 'data/nope'"),
+         ConfigError, r"Could not find 'data/nope'"),
     case("config:cli-data=nope", lambda e: e.command("prepare", "data=nope"), CommandFailed,
-         r"^exit status 1\n(?s:.*)Could not find 'data/nope'(?s:.*)Available options in "
-         r"'data'"),
+         r"^exit status 2\nconfig error: [^\n]*Could not find 'data/nope'[^\n]*Available "
+         r"options in 'data'[^\n]*$"),
+    case("config:cli-train.epochs=nan", lambda e: e.command("train", "train.epochs=nan"),
+         CommandFailed, r"^exit status 2\nconfig error: train\.epochs: expected an integer "
+                        r"\(got nan\)$"),
     case("config:train.batch_size=ten", stage("train", "train.batch_size=ten"),
-         InvalidParameterError, invalid("MLPClassifier", "batch_size", "ten")),
+         ConfigError, r"^train\.batch_size: expected an integer \(got 'ten'\)"),
     case("config:train.batch_size=true", stage("train", "train.batch_size=true"),
          (InvalidParameterError, ConfigError), r"batch_size.*True"),
     case("config:train.epochs=0", stage("train", "train.epochs=0"),
-         InvalidParameterError, invalid("MLPClassifier", "epochs", 0)),
+         ConfigError, r"^train\.epochs: must be >= 1 \(got 0\)"),
+    case("config:train.learning_rate=nan", stage("train", "train.learning_rate=nan"),
+         ConfigError, r"^train\.learning_rate: must be a finite number \(got nan\)"),
+    case("config:train.early_stopping=maybe", stage("train", "train.early_stopping=maybe"),
+         ConfigError, r"^train\.early_stopping: expected true or false \(got 'maybe'\)"),
     case("config:model.activation=softplus", stage("train", "model.activation=softplus"),
-         InvalidParameterError, invalid("MLPClassifier", "activation", "softplus")),
+         ConfigError, r"^model\.activation: must be one of \[sigmoid, tanh, relu, identity\] "
+                      r"\(got 'softplus'\)"),
     case("config:model.hidden_layer_sizes=[0]", stage("train", "model.hidden_layer_sizes=[0]"),
-         ValueError, r"hidden_layer_sizes must be positive integers; got \[0\]"),
+         ConfigError, r"^model\.hidden_layer_sizes: must be >= 1 \(got \[0\]\)"),
     case("config:train.threads=abc", stage("train", "train.threads=abc"), ConfigError,
          r"train\.threads.*'abc'"),
     case("config:seed=abc-train", stage("train", "seed=abc"), ConfigError,
          r"seed: .*'abc'"),
     case("config:seed=abc-prepare", stage("prepare", "seed=abc"), ConfigError,
-         r"^seed: expected a non-negative integer, got 'abc'"),
+         r"^seed: expected an integer \(got 'abc'\)"),
     case("config:search.epochs=abc", stage("search", "search.epochs=abc"), ConfigError,
          r"search\.epochs.*'abc'"),
     case("config:search.n_trials=abc", stage("search", "search.n_trials=abc"), ConfigError,
          r"search\.n_trials.*'abc'"),
     case("config:search.workers=0", stage("search", "search.workers=0"), ConfigError,
-         r"^search\.workers: expected an integer >= 1, got 0"),
+         r"^search\.workers: must be >= 1 \(got 0\)"),
     case("config:augment.transforms.shifts.pixels=-1",
          stage("augment", "augment=shifts", "augment.transforms.shifts.pixels=-1"),
-         ConfigError, r"^augment\.transforms\.shifts\.pixels: must be >= 1, got -1"),
+         ConfigError, r"^augment\.transforms\.shifts\.pixels: must be >= 1 \(got -1\)"),
+    case("config:augment.transforms.rotations.max_angle=nan",
+         stage("augment", "augment=rotations", "augment.transforms.rotations.max_angle=nan"),
+         ConfigError, r"^augment\.transforms\.rotations\.max_angle: must be a finite number"),
     case("config:augment.shuffle=maybe", stage("augment", "augment.shuffle=maybe"),
-         ConfigError, r"^augment\.shuffle: expected true or false, got 'maybe'"),
+         ConfigError, r"^augment\.shuffle: expected true or false \(got 'maybe'\)"),
     case("config:data.split.train=abc", stage("prepare", "data.split.train=abc"),
-         ConfigError, r"^data\.split\.train: expected a fraction strictly between 0 and 1, "
-                      r"got 'abc'"),
+         ConfigError, r"^data\.split\.train: expected a number \(got 'abc'\)"),
     case("config:missing-data.path", stage("prepare", "data=idx"), ConfigError,
-         r"^data\.path: required for data=idx"),
+         r"^data\.path: data=idx needs the directory of the IDX files"),
     case("config:missing-data.split", stage("prepare", "~data.split"), ConfigError,
-         r"^data\.split: missing"),
+         r"^data\.split\.train: missing"),
     case("config:missing-model.estimator", stage("train", "~model.estimator"), ConfigError,
-         r"^model\.estimator=None; expected one of \['CNNClassifier', 'MLPClassifier'\]"),
-    case("config:missing-paths.prepared", stage("prepare", "paths.prepared=???"),
-         MissingMandatoryValue, r"Missing mandatory value: paths\.prepared"),
-    case("config:missing-seed", stage("prepare", "~seed"), ConfigAttributeError,
-         r"Key 'seed' is not in struct"),
+         r"^model\.estimator: missing"),
+    case("config:missing-paths.prepared", stage("prepare", "paths.prepared=null"),
+         ConfigError, r"^paths\.prepared: must not be null \(got None\)"),
+    case("config:missing-seed", stage("prepare", "~seed"), ConfigError, r"^seed: missing"),
     case("config:model.estimator=SVC", stage("train", "model.estimator=SVC"), ConfigError,
-         r"^model\.estimator='SVC'; expected one of"),
+         r"^model\.estimator: must be one of \[MLPClassifier, CNNClassifier\] \(got 'SVC'\)"),
     case("config:unknown-key-model.hiden", stage("train", "+model.hiden=3"), ConfigError,
-         r"unknown MLPClassifier parameters \['hiden'\]"),
+         r"^model\.hiden: unknown key"),
     case("config:unknown-key-train.learnig_rate", stage("train", "+train.learnig_rate=0.3"),
          ConfigError, r"train\.learnig_rate"),
     case("config:unknown-key-augment.transforms.blur",
          stage("augment", "+augment.transforms.blur={sigma: 1}"), ConfigError,
-         r"^augment\.transforms\.blur: unknown transform"),
+         r"^augment\.transforms\.blur: unknown key"),
     case("config:unknown-key-data.colour", stage("prepare", "+data.colour=red"), ConfigError,
          r"^data\.colour: unknown key"),
     case("config:unknown-key-search.n_trails", stage("search", "+search.n_trails=3"),
          ConfigError, r"search\.n_trails"),
     case("config:use_search-without-search", stage("train", "train.use_search=true"),
          ArtifactError, r"best_params.yaml: not found; run `python -m pipeline.search` first"),
+    case("config:best-params-invalid-yaml", best_params("config: {train: [1, 2\n"),
+         ArtifactError, r"best_params.yaml: not valid YAML"),
+    case("config:best-params-a-list", best_params("- 1\n- 2\n"),
+         ArtifactError, r"best_params.yaml: expected a mapping \(got list\)"),
+    case("config:best-params-no-config", best_params("study: s\nparams: {l2: 1.0}\n"),
+         ArtifactError, r"best_params.yaml: `config` must be a mapping of \['train', 'model'\]"),
+    case("config:best-params-bad-value",
+         best_params("config: {train: {learning_rate: -1.0}}\n"),
+         ConfigError, r"best_params.yaml: train\.learning_rate: must be > 0 \(got -1\.0\)"),
+    case("config:best-params-unknown-key", best_params("config: {train: {eta: 0.5}}\n"),
+         ConfigError, r"best_params.yaml: train\.eta: unknown key"),
     case("config:evaluate.misclassified_grid=abc",
          stage("evaluate", "evaluate.misclassified_grid=abc"), ConfigError,
          r"evaluate\.misclassified_grid.*'abc'"),
@@ -741,13 +772,14 @@ SPACES = [
          r"^search\.space: empty; give at least one dimension"),
     space("null", "search.space=null", match=r"search\.space"),
     case("space:missing", stage("search", "~search.space"), ConfigError,
-         r"^search\.space: missing"),
+         r"^search\.space: empty; give at least one dimension"),
     space("unknown-parameter", "+search.space.learnin_rate={low: 0.1, high: 1.0}",
           match=r"search\.space\.learnin_rate"),
     space("unknown-sampler", "search.sampler.name=grid",
-          match=r"^search\.sampler\.name: 'grid' is not one of \['tpe', 'random'"),
+          match=r"^search\.sampler\.name: must be one of \[tpe, random, cmaes, gp\] "
+                r"\(got 'grid'\)"),
     space("unknown-pruner", "search.pruner.name=patient",
-          match=r"^search\.pruner\.name: 'patient' is not one of \['median'"),
+          match=r"^search\.pruner\.name: must be one of \[median"),
 ]  # fmt: skip
 
 
