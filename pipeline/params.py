@@ -29,7 +29,14 @@ from pathlib import Path
 import yaml
 
 from pipeline.artifacts import write_text
-from pipeline.config import compose_config, conf_hash, load_params, one_line, to_container
+from pipeline.config import (
+    compose_config,
+    conf_hash,
+    load_params,
+    load_raw_params,
+    one_line,
+    to_container,
+)
 from pipeline.errors import ConfigError
 
 PARAMS_FILE = Path("params.yaml")
@@ -50,15 +57,16 @@ def update_params(path: Path = PARAMS_FILE, overrides: list[str] | None = None) 
     """Bring ``path`` up to date with ``conf/``; return what was done ("composed", "kept")."""
     current_hash = conf_hash()
     if path.exists() and not overrides:
-        existing = to_container(load_params(path))
+        existing = to_container(load_raw_params(path))
         stamped = existing.get(HASH_KEY)
         if stamped == current_hash:
+            load_params(path)  # checked: the file may have been edited by hand
             return "kept"
         if stamped is None:  # composed by `dvc exp run`: keep its values, stamp the hash
-            _write(path, existing, current_hash)
+            _write(path, to_container(load_params(path)), current_hash)
             return "kept"
     composed = to_container(compose_config(overrides or []))
-    previous_paths = to_container(load_params(path)).get("paths") if path.exists() else None
+    previous_paths = to_container(load_raw_params(path)).get("paths") if path.exists() else None
     _write(path, composed, current_hash)
     if previous_paths is not None and previous_paths != composed.get("paths"):
         raise PathsChanged(

@@ -70,13 +70,15 @@ def interpolate(text: str, values: dict) -> str:
 
 
 def declared(cfg) -> dict[str, dict[str, list[Path]]]:
-    """Each stage's deps and outs from dvc.yaml, interpolated with ``cfg``."""
+    """Each stage's deps (params files included) and outs from dvc.yaml, interpolated with
+    ``cfg``."""
     values = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     result = {}
     for name, stage in stages.items():
         stage = stage.get("do", stage)  # a foreach stage's template
-        entries = {"deps": stage.get("deps", []), "outs": []}
+        params_files = [next(iter(p)) for p in stage.get("params", []) if isinstance(p, dict)]
+        entries = {"deps": stage.get("deps", []) + params_files, "outs": []}
         for kind in ("outs", "metrics", "plots"):
             entries["outs"] += [
                 next(iter(e)) if isinstance(e, dict) else e for e in stage.get(kind, [])
@@ -150,8 +152,20 @@ def test_training_without_the_search_is_its_own_path():
     alone = compose_config(["train.use_search=false"])
     assert searching.dvc.searches == {"default": {}}
     assert alone.dvc.searches == {}  # dvc.yaml's search stage: foreach over nothing
-    assert searching.dvc.search_result == searching.paths.best_params
-    assert alone.dvc.search_result == "pipeline/train.py"  # already one of train's deps
-    train_deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]["deps"]
-    assert "${dvc.search_result}" in " ".join(map(str, train_deps))
-    assert "pipeline/train.py" in train_deps
+    assert searching.dvc.train_params_file == searching.paths.best_params
+    assert searching.dvc.train_params_key == "config"
+    assert (alone.dvc.train_params_file, alone.dvc.train_params_key) == ("params.yaml", "train")
+    train_params = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]["params"]
+    assert {"${dvc.train_params_file}": ["${dvc.train_params_key}"]} in train_params
+
+
+def test_every_declared_source_dependency_exists():
+    """The code and conf/ paths that dvc.yaml names (not the data it interpolates) exist."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    named = {
+        dep
+        for stage in stages.values()
+        for dep in stage.get("do", stage).get("deps", [])
+        if "${" not in dep
+    }
+    assert named and sorted(d for d in named if not (ROOT / d).exists()) == []

@@ -104,7 +104,9 @@ def first_repro(project):
 # --- the steps, in order -------------------------------------------------------------------
 def test_first_repro_runs_every_stage_and_writes_the_outputs(project, first_repro):
     repo = project["repo"]
-    assert stages_run(first_repro) == project["stages"], describe(first_repro)
+    # The project trains without the search (train.use_search=false): no search stage.
+    expected = [stage for stage in project["stages"] if stage != "search"]
+    assert stages_run(first_repro) == expected, describe(first_repro)
     params = read_yaml(repo / "params.yaml")
     assert params["data"]["name"] == "digits" and params["model"]["name"] == "mlp", params
     assert params["tracking"]["uri"] == project["uri"] and len(params["conf_hash"]) == 64
@@ -177,7 +179,7 @@ def test_second_repro_does_nothing(project, first_repro):
 
 def test_conf_edit_reruns_exactly_the_affected_stages(project, first_repro):
     repo = project["repo"]
-    edit(repo / "conf/model/mlp.yaml", r"^(\s*)learning_rate: .*$", r"\g<1>learning_rate: 0.25")
+    edit(repo / "conf/train/mlp.yaml", r"^(\s*)learning_rate: .*$", r"\g<1>learning_rate: 0.25")
     result = dvc(repo, "repro")
     ran = stages_run(result)
     for stage in ("prepare", "augment"):
@@ -233,10 +235,19 @@ def test_exp_run_use_search_trains_with_the_best_params(project, first_repro):
     if "search" not in project["stages"]:
         pytest.skip("no search stage in dvc.yaml")
     result = dvc(repo, "exp", "run", "-S", "train.use_search=true")
-    assert "train" in stages_updated(result), describe(result)
-    best = read_yaml(repo / "reports" / "search" / "best_params.yaml")["params"]
+    ran = stages_updated(result)
+    assert "search@default" in ran and "train" in ran, describe(result)
+    best = read_yaml(repo / "reports" / "search" / "best_params.yaml")["config"]["train"]
     model = model_params(repo)
     assert best and {key: model[key] for key in best} == pytest.approx(best), (best, model)
+
+
+def test_without_the_search_a_search_setting_reruns_nothing(project, first_repro):
+    """train.use_search=false (this project's default): the search is not in the graph."""
+    repo = project["repo"]
+    result = dvc(repo, "exp", "run", "-S", "train.use_search=false", "-S", "search.n_trials=99")
+    ran = stages_updated(result)
+    assert not any(stage.startswith("search") for stage in ran), describe(result)
 
 
 def test_metrics_and_plots_show(project, first_repro):

@@ -305,7 +305,8 @@ class DvcConfig:
     """What ``dvc.yaml`` interpolates to shape the graph (derived in conf/config.yaml)."""
 
     searches: dict[str, Any] = field(default_factory=dict)
-    search_result: str = "???"
+    train_params_file: str = "???"
+    train_params_key: str = "???"
 
 
 @dataclass
