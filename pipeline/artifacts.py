@@ -19,7 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.estimators import CNNClassifier, MLPClassifier, MLPRegressor
+from pipeline.estimators import (
+    CNNClassifier,
+    InvalidParameterError,
+    MLPClassifier,
+    MLPRegressor,
+)
 from pipeline.io import (
     ArtifactError,
     atomic_path,
@@ -163,12 +168,13 @@ def load_model(path: str | os.PathLike) -> Estimator:
         estimator = MODEL_CLASSES[meta["estimator"]](
             **{key: _tuples(value) for key, value in meta["params"].items()}
         )
-        estimator._validate_params()
-    except (TypeError, ValueError) as err:
+    except TypeError as err:
         raise ArtifactError(f"{json_path}: invalid model description ({err})") from None
     headers = npz_headers(npz_path)
     try:
         estimator._set_state(meta, headers)
+    except InvalidParameterError as err:
+        raise ArtifactError(f"{json_path}: invalid model description ({err})") from None
     except KeyError as err:
         raise ArtifactError(f"{json_path}: missing or unknown field {err}") from None
     except ArtifactError:

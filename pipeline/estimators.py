@@ -119,6 +119,25 @@ def _as_network_dtype(X: np.ndarray, dtype: str, what: str) -> np.ndarray:
     return np.ascontiguousarray(X, dtype=dtype)
 
 
+def _fitted_value(name: str, value: Any) -> Any:
+    """A fitted attribute's JSON value, checked: a count, a score, or a list (None allowed
+    where the attribute is None without a validation set or gradient tracking)."""
+    if name == "n_iter_":
+        count = _whole_number(value, name, value)
+        if count < 0:
+            raise ValueError(f"n_iter: {count} must be >= 0")
+        return count
+    if name == "best_validation_score_":
+        if value is not None and (isinstance(value, bool) or not isinstance(value, Real)):
+            raise ValueError(f"best_validation_score: {value!r} is not a number")
+        return value
+    if name in ("loss_curve_", "learning_rate_curve_"):
+        value = [] if value is None else value
+    if value is not None and not isinstance(value, list):
+        raise ValueError(f"{name.rstrip('_')}: {str(value)[:60]} is not a list")
+    return value
+
+
 @dataclass(frozen=True)
 class _LayerSpec:
     """One layer of a network plan: built into a :class:`Layer` or sized without allocating.
@@ -238,6 +257,8 @@ class _NetworkEstimator(BaseEstimator):
         "learning_rate_curve_",
         "gradient_norms_",
     )
+    # Fitted attributes that _set_state restores before building the network.
+    _target_attributes: tuple[str, ...] = ("n_features_in_",)
     # Derived from the parameters and the fitted attributes, never saved.
     _runtime_attributes: tuple[str, ...] = ("network_", "_rng", "_input_shape", "feature_names_in_")
 
@@ -359,18 +380,39 @@ class _NetworkEstimator(BaseEstimator):
     def _set_state(self, state: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
         """Become the fitted estimator described by ``state`` with these network parameters.
 
+        ``state`` is what :meth:`_get_state` returned (any extra keys are ignored).
         ``arrays`` maps parameter names to arrays, or to anything with ``shape`` and
         ``dtype`` that ``np.asarray`` turns into one (an array not yet read from a file):
-        every shape is checked against the network the parameters describe before that
-        network is built, so a description that does not fit its arrays allocates nothing.
-        Raises ValueError (KeyError for a missing field) naming what does not fit.
+        the parameters are validated and every shape is checked against the network they
+        describe before that network is built, so a description that does not fit its
+        arrays allocates nothing. Raises ValueError (InvalidParameterError for a bad
+        parameter, KeyError for a missing field) naming what does not fit, and then leaves
+        the estimator unfitted.
         """
+        self._validate_params()
         self._forget_fit()
-        self._restore_targets(state)
-        n_features = _whole_number(state["n_features_in"], "n_features_in", state)
-        if n_features < 1:
-            raise ValueError(f"n_features_in: {n_features} must be >= 1")
-        expected = self._parameter_shapes(n_features, self._n_outputs())
+        try:
+            self._restore_targets(state)
+            n_features = _whole_number(state["n_features_in"], "n_features_in", state)
+            if n_features < 1:
+                raise ValueError(f"n_features_in: {n_features} must be >= 1")
+            self._check_arrays(self._parameter_shapes(n_features, self._n_outputs()), arrays)
+            self._initialize(n_features)
+            values = {name: np.asarray(array) for name, array in arrays.items()}
+            for name, value in values.items():
+                if not np.isfinite(value).all():
+                    raise ValueError(f"parameter {name!r} is not finite float data")
+            self.network_.set_state(values)
+            for name in self._fitted_attributes:
+                if name not in self._target_attributes and name.rstrip("_") in state:
+                    setattr(self, name, _fitted_value(name, state[name.rstrip("_")]))
+        except BaseException:
+            self._forget_fit()
+            raise
+
+    @staticmethod
+    def _check_arrays(expected: Mapping[str, tuple[int, ...]], arrays: Mapping[str, Any]) -> None:
+        """The arrays' names, shapes and float dtypes are those of the network described."""
         if set(expected) != set(arrays):
             raise ValueError(
                 f"parameter names differ: expected {sorted(expected)}, got {sorted(arrays)}"
@@ -381,23 +423,6 @@ class _NetworkEstimator(BaseEstimator):
                 raise ValueError(f"parameter {name!r} has shape {got}, expected {shape}")
             if np.dtype(arrays[name].dtype).kind != "f":
                 raise ValueError(f"parameter {name!r} is {arrays[name].dtype}, not float data")
-        try:
-            self._initialize(n_features)
-            values = {name: np.asarray(arrays[name]) for name in expected}
-            for name, value in values.items():
-                if not np.isfinite(value).all():
-                    raise ValueError(f"parameter {name!r} is not finite float data")
-            self.network_.set_state(values)
-            self.n_iter_ = int(state.get("n_iter", 0))
-            self.loss_curve_ = list(state.get("loss_curve") or [])
-            self.validation_scores_ = state.get("validation_scores")
-            self.validation_loss_curve_ = state.get("validation_loss_curve")
-            self.best_validation_score_ = state.get("best_validation_score")
-            self.learning_rate_curve_ = list(state.get("learning_rate_curve") or [])
-            self.gradient_norms_ = state.get("gradient_norms")
-        except BaseException:
-            self._forget_fit()
-            raise
 
     def _restore_targets(self, state: Mapping[str, Any]) -> None:
         raise NotImplementedError
@@ -673,6 +698,7 @@ class _NetworkClassifier(ClassifierMixin, _NetworkEstimator):
         "cost": [StrOptions({"quadratic", "cross_entropy", "log_likelihood"})],
     }
     _fitted_attributes = ("classes_", *_NetworkEstimator._fitted_attributes)
+    _target_attributes = ("classes_", "n_features_in_")
 
     def _output_activation_name(self) -> str:
         if self.output_activation != "auto":
@@ -1086,6 +1112,7 @@ class MLPRegressor(RegressorMixin, _NetworkEstimator):
     _score_name = "r2"
     _parameter_constraints: dict = dict(_NetworkEstimator._common_constraints)
     _fitted_attributes = ("n_outputs_", *_NetworkEstimator._fitted_attributes)
+    _target_attributes = ("n_outputs_", "n_features_in_")
 
     def __init__(
         self,

@@ -190,6 +190,10 @@ def npz_headers(path: str | os.PathLike) -> dict[str, NpyHeader]:
     returned are backed by data on disk (no larger than the file).
     """
     path = _existing_file(path)
+    with open(path, "rb") as fh:
+        first = fh.read(1)
+    if first == b"\x80":  # pickle's PROTO opcode; a zip starts with "PK"
+        raise ArtifactError(f"{path}: refused, holds pickled objects (a pickle, not an .npz)")
     headers = {}
     try:
         with zipfile.ZipFile(path) as archive:
@@ -220,7 +224,7 @@ def _npy_header(path: Path, name: str, member, size: int) -> NpyHeader:
     except (ValueError, TypeError, SyntaxError) as err:
         raise ArtifactError(f"{path}: member {name!r} is not a valid NPY array ({err})") from None
     if dtype.hasobject:
-        raise ArtifactError(f"{path}: member {name!r} holds pickled objects: refused")
+        raise ArtifactError(f"{path}: refused, holds pickled objects (member {name!r})")
     data_bytes = size - member.tell()
     expected = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if expected != data_bytes:
