@@ -19,9 +19,11 @@ from pipeline.artifacts import (
     file_checksum,
     load_arrays,
     load_model,
+    read_mapping,
     save_model,
     write_json,
 )
+from pipeline.io import npz_headers
 
 
 @pytest.fixture(scope="module")
@@ -291,3 +293,39 @@ def test_tampered_cnn_description_is_refused(changes, match, data, tmp_path):
     (tmp_path / "m.json").write_text(json.dumps(_params(meta, **changes)))
     with pytest.raises(ArtifactError, match=match):
         load_model(tmp_path / "m")
+
+
+# --- pipeline.io: readers with one-line errors -----------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "text", "match"),
+    [
+        ("p.yaml", "a: [1, 2\n", r"p\.yaml: not valid YAML at line 2"),
+        ("p.yaml", "- 1\n- 2\n", r"p\.yaml: expected a mapping of names to values, got a list"),
+        ("p.yaml", "", r"p\.yaml: expected a mapping .* got nothing"),
+        ("p.yaml", "!!python/object:os.system {}\n", r"p\.yaml: not valid YAML"),
+        ("p.json", "[1]", r"p\.json: expected a mapping .* got a list"),
+        ("p.json", "{1: 2", r"p\.json: not valid JSON"),
+        ("p.yaml", "\udcff", r"p\.yaml: not valid YAML"),
+    ],
+)
+def test_read_mapping_errors_name_the_file(name, text, match, tmp_path):
+    (tmp_path / name).write_bytes(text.encode("utf-8", "surrogateescape"))
+    with pytest.raises(ArtifactError, match=match) as info:
+        read_mapping(tmp_path / name)
+    assert "\n" not in str(info.value)
+
+
+def test_read_mapping_reads_yaml_and_json(tmp_path):
+    (tmp_path / "a.yaml").write_text("eta: 0.5\nsizes: [30, 10]\n")
+    write_json(tmp_path / "b.json", {"eta": np.float32(0.5), "sizes": (30, 10)})
+    assert read_mapping(tmp_path / "a.yaml") == read_mapping(tmp_path / "b.json")
+
+
+def test_npz_headers_read_shapes_without_the_data(tmp_path):
+    np.savez(tmp_path / "a.npz", w=np.zeros((3, 4), np.float32), b=np.arange(5))
+    headers = npz_headers(tmp_path / "a.npz")
+    assert {k: (h.shape, h.dtype.str) for k, h in headers.items()} == {
+        "w": ((3, 4), "<f4"),
+        "b": ((5,), "<i8"),
+    }
+    np.testing.assert_array_equal(np.asarray(headers["b"]), np.arange(5))
