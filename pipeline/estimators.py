@@ -185,9 +185,7 @@ class _Transaction:
         self.estimator = estimator
         self.kept = False
         names = (*estimator._fitted_attributes, *estimator._runtime_attributes)
-        self.saved = {
-            name: copy.copy(getattr(estimator, name)) for name in names if hasattr(estimator, name)
-        }
+        self.saved = {name: getattr(estimator, name) for name in names if hasattr(estimator, name)}
         self.curves = {
             name: copy.deepcopy(value)
             for name, value in self.saved.items()
