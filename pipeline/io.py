@@ -186,8 +186,9 @@ def npz_headers(path: str | os.PathLike) -> dict[str, NpyHeader]:
     """The NPY headers of every member of an ``.npz``, checked against the members' sizes.
 
     Reads a few hundred bytes per member: a member that is not an NPY array, holds objects
-    (pickle), or declares a shape its bytes do not hold is an ArtifactError, so the shapes
-    returned are backed by data on disk (no larger than the file).
+    (pickle), declares a shape its bytes do not hold, is compressed (``np.savez`` stores
+    members as they are) or appears twice is an ArtifactError, so the shapes returned are
+    backed by data on disk: reading them allocates no more than the file's size.
     """
     path = _existing_file(path)
     with open(path, "rb") as fh:
@@ -201,6 +202,13 @@ def npz_headers(path: str | os.PathLike) -> dict[str, NpyHeader]:
                 name = info.filename.removesuffix(".npy")
                 if not info.filename.endswith(".npy"):
                     raise ArtifactError(f"{path}: member {info.filename!r} is not an NPY array")
+                if info.compress_type != zipfile.ZIP_STORED:
+                    raise ArtifactError(
+                        f"{path}: member {name!r} is compressed; expected the stored members "
+                        "np.savez writes"
+                    )
+                if name in headers:
+                    raise ArtifactError(f"{path}: member {name!r} appears twice")
                 with archive.open(info) as member:
                     headers[name] = _npy_header(path, name, member, info.file_size)
     except (zipfile.BadZipFile, OSError, EOFError) as err:

@@ -6,6 +6,7 @@ import io
 import json
 import pickle
 import tracemalloc
+import warnings
 import zipfile
 
 import numpy as np
@@ -144,6 +145,16 @@ def npz_bytes(**members: bytes) -> bytes:
     return buffer.getvalue()
 
 
+def zipped(arrays: dict, compression: int = zipfile.ZIP_STORED, duplicate: str = "") -> bytes:
+    """An .npz of ``arrays`` written with this zip compression, one member written twice."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w", compression) as archive:
+        warnings.simplefilter("ignore", UserWarning)  # zipfile warns of the duplicate name
+        for name in [*arrays, *([duplicate] if duplicate else [])]:
+            archive.writestr(f"{name}.npy", npy_bytes(arrays[name]))
+    return buffer.getvalue()
+
+
 def npy_bytes(array: np.ndarray, shape: tuple[int, ...] | None = None, descr: str = "") -> bytes:
     """The NPY bytes of ``array``, with a header declaring ``shape`` and ``descr`` if given."""
     buffer = io.BytesIO()
@@ -238,6 +249,9 @@ TAMPERED = {
     "npz-truncated": (lambda m, w: (m, b"PK\x03\x04" + b"\0" * 20),
                       r"m\.npz: not a valid \.npz file"),
     "npz-empty": (lambda m, w: (m, b""), r"m\.npz: not a valid \.npz file"),
+    "member-compressed": (lambda m, w: (m, zipped(w, zipfile.ZIP_DEFLATED)),
+                          r"member '0\.W' is compressed"),
+    "member-twice": (lambda m, w: (m, zipped(w, duplicate="0.W")), r"member '0\.W' appears twice"),
 }  # fmt: skip
 
 
