@@ -1,19 +1,25 @@
-"""The estimators: learning, parameters, bad input, epoch hooks, sklearn composition."""
+"""The estimators: learning, parameters, bad input, epoch hooks, sklearn composition, and
+the regressor (chapter 4)."""
 
 from __future__ import annotations
 
+import importlib
 import pickle
+import re
 
 import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import load_digits
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
-from pipeline import CNNClassifier, DivergenceError, EpochInfo, MLPClassifier
+from pipeline import CNNClassifier, DivergenceError, EpochInfo, MLPClassifier, MLPRegressor
+from pipeline.artifacts import load_model, save_model
+from pipeline.estimators import trusted_types
 
 
 @pytest.fixture(scope="module")
@@ -318,3 +324,267 @@ def test_cnn_on_images_keeps_sklearn_invariances(digits):
     assert clf.n_features_in_ == 64
     with pytest.raises(ValueError, match="64 features"):
         clf.predict(X_te[:, :49])
+
+
+# --- the regressor (chapter 4) --------------------------------------------------------------
+def sine(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    x = np.random.default_rng(seed).uniform(-np.pi, np.pi, size=(n, 1))
+    return x, np.sin(x[:, 0])
+
+
+def test_regressor_learns_sine():
+    """Universality: one hidden layer of sigmoid neurons approximates sin on [-pi, pi]."""
+    X, y = sine()
+    X_test, y_test = sine(200, seed=1)
+    reg = MLPRegressor(hidden_layer_sizes=(20,), learning_rate=0.05, epochs=300, random_state=0)
+    assert reg.fit(X, y).score(X_test, y_test) >= 0.95
+    assert reg.predict(X_test).shape == (200,) and reg.predict(X_test).dtype == np.float64
+    assert reg.loss_curve_[-1] < reg.loss_curve_[0] / 5
+
+
+def test_regressor_network_gradient_matches_finite_differences():
+    """BP1 with the identity output and the quadratic cost, delta^L = a^L - y, through the
+    regressor's own network in float64, L2 penalty included."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
+    reg = MLPRegressor(hidden_layer_sizes=(4, 3), activation="tanh", l2=0.5, epochs=1,
+                       random_state=0).fit(X, Y)  # fmt: skip
+    net = reg.network_
+    assert type(net.layers[-1].activation).__name__ == "Identity"
+    assert net.cost.name == "quadratic" and net.layers[0].params["W"].dtype == np.float64
+    net.backprop(X, Y, n=len(X))
+    for name, value, grad in net.parameters():
+        analytic = grad.copy()
+        numeric = np.zeros_like(value)
+        flat, nflat = value.reshape(-1), numeric.reshape(-1)
+        for i in range(flat.size):
+            old = flat[i]
+            flat[i] = old + 1e-6
+            plus = net.loss(X, Y, len(X))
+            flat[i] = old - 1e-6
+            minus = net.loss(X, Y, len(X))
+            flat[i] = old
+            nflat[i] = (plus - minus) / 2e-6
+        error = np.max(np.abs(analytic - numeric)) / max(
+            1e-8, np.max(np.abs(analytic) + np.abs(numeric))
+        )
+        assert error < 1e-6, name
+
+
+def test_regressor_multi_output_partial_fit_and_early_stopping():
+    X, y = sine()
+    Y = np.column_stack([y, np.cos(X[:, 0])])
+    reg = MLPRegressor(hidden_layer_sizes=(20,), learning_rate=0.05, random_state=0)
+    for _ in range(3):
+        reg.partial_fit(X, Y)
+    assert reg.n_iter_ == 3 and reg.n_outputs_ == 2 and reg.predict(X).shape == (400, 2)
+    with pytest.raises(ValueError, match="1 outputs; the first call to partial_fit had 2"):
+        reg.partial_fit(X, y)
+    assert reg.n_iter_ == 3
+    stopped = MLPRegressor(
+        hidden_layer_sizes=(20,), learning_rate=0.05, epochs=500, early_stopping=True,
+        n_iter_no_change=5, random_state=0,
+    ).fit(X, y)  # fmt: skip
+    assert stopped.n_iter_ < 500 and stopped.best_validation_score_ > 0.9
+    seen = []
+    MLPRegressor(epochs=2, random_state=0).fit(
+        X, y, validation_data=(X, y), callbacks=[seen.append]
+    )
+    assert "val_r2" in seen[0].metrics() and seen[0].score_name == "r2"
+
+
+@pytest.mark.parametrize("random_state", [3, np.int64(3)])
+def test_regressor_saves_and_loads(random_state, tmp_path):
+    X, y = sine(100)
+    reg = MLPRegressor(hidden_layer_sizes=(8,), epochs=3, random_state=random_state).fit(X, y)
+    save_model(reg, tmp_path / "reg")
+    loaded = load_model(tmp_path / "reg")
+    assert type(loaded) is MLPRegressor and loaded.get_params() == reg.get_params()
+    np.testing.assert_array_equal(loaded.predict(X), reg.predict(X))
+    assert loaded.n_outputs_ == 1 and loaded.loss_curve_ == reg.loss_curve_
+
+
+# --- a failed call leaves the estimator as it was (issue 12, class 4) -----------------------
+def weights(estimator) -> list[np.ndarray]:
+    return [value.copy() for _, value, _ in estimator.network_.parameters()]
+
+
+def diverge(estimator, X, y):
+    estimator.set_params(learning_rate=1e30, activation="relu", cost="log_likelihood")
+    return estimator.partial_fit(X * 1e3, y)
+
+
+FAILING_FIRST_CALLS = {
+    "partial_fit-unknown-label": (
+        lambda e, X, y: e.partial_fit(X, np.where(y == 9, 42, y), classes=np.arange(10)),
+        ValueError,
+    ),
+    "partial_fit-bad-validation": (
+        lambda e, X, y: e.partial_fit(X, y, classes=np.arange(10), validation_data=(X, y[:-1])),
+        ValueError,
+    ),
+    "fit-diverges": (
+        lambda e, X, y: e.set_params(learning_rate=1e30, activation="relu").fit(X * 1e3, y),
+        DivergenceError,
+    ),
+    "partial_fit-diverges": (
+        lambda e, X, y: e.set_params(
+            learning_rate=1e30, activation="relu", cost="log_likelihood"
+        ).partial_fit(X * 1e3, y, classes=np.arange(10)),
+        DivergenceError,
+    ),
+    "fit-bad-validation": (
+        lambda e, X, y: e.fit(X, y, validation_data=(X, y[:-1])),
+        ValueError,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", FAILING_FIRST_CALLS, ids=str)
+def test_failed_first_call_leaves_the_estimator_unfitted(case, digits):
+    X_tr, X_te, y_tr, _ = digits
+    call, error = FAILING_FIRST_CALLS[case]
+    clf = MLPClassifier(epochs=2, random_state=0)
+    with pytest.raises(error):
+        call(clf, X_tr, y_tr)
+    assert not clf.__sklearn_is_fitted__()
+    assert not [name for name in vars(clf) if name.endswith("_") and name[0] != "_"]
+    with pytest.raises(NotFittedError):
+        clf.predict(X_te)
+
+
+FAILING_LATER_CALLS = {
+    "partial_fit-unknown-label": (
+        lambda e, X, y: e.partial_fit(X, np.where(y == 9, 42, y)),
+        ValueError,
+    ),
+    "partial_fit-diverges": (diverge, DivergenceError),
+    "partial_fit-bad-validation": (
+        lambda e, X, y: e.partial_fit(X, y, validation_data=(X[:, :3], y)),
+        ValueError,
+    ),
+    "fit-wrong-features-diverges": (
+        lambda e, X, y: e.set_params(learning_rate=1e30, activation="relu").fit(X[:, :10] * 1e3, y),
+        DivergenceError,
+    ),
+    "fit-one-class": (lambda e, X, y: e.fit(X, np.zeros_like(y)), ValueError),
+    "partial_fit-overflowing-X": (lambda e, X, y: e.partial_fit(X * 1e39, y), ValueError),
+}
+
+
+@pytest.mark.parametrize("case", FAILING_LATER_CALLS, ids=str)
+def test_failed_later_call_leaves_the_fitted_estimator_as_it_was(case, digits):
+    X_tr, X_te, y_tr, _ = digits
+    call, error = FAILING_LATER_CALLS[case]
+    clf = MLPClassifier(hidden_layer_sizes=(20,), epochs=2, random_state=0).fit(X_tr, y_tr)
+    before = (weights(clf), clf.predict_proba(X_te), clf.n_iter_, list(clf.loss_curve_))
+    params = clf.get_params()
+    with pytest.raises(error):
+        call(clf, X_tr.astype(np.float64), y_tr)
+    clf.set_params(**params)
+    after = (weights(clf), clf.predict_proba(X_te), clf.n_iter_, clf.loss_curve_)
+    for old, new in zip(before[0], after[0], strict=True):
+        np.testing.assert_array_equal(old, new)
+    assert all(np.isfinite(w).all() for w in after[0])
+    np.testing.assert_array_equal(before[1], after[1])
+    assert before[2:] == after[2:] and clf.n_features_in_ == 64
+    # and it trains on as if nothing had happened: same as a twin that never failed
+    twin = MLPClassifier(hidden_layer_sizes=(20,), epochs=2, random_state=0).fit(X_tr, y_tr)
+    np.testing.assert_array_equal(
+        clf.partial_fit(X_tr, y_tr).predict_proba(X_te),
+        twin.partial_fit(X_tr, y_tr).predict_proba(X_te),
+    )
+
+
+def test_a_callback_that_raises_keeps_the_epochs_trained(digits):
+    """A deliberate stop (a pruned trial raises from its callback) is not a failure."""
+    X_tr, _, y_tr, _ = digits
+
+    def prune(info):
+        if info.epoch == 2:
+            raise KeyError("pruned")
+
+    clf = MLPClassifier(epochs=5, random_state=0)
+    with pytest.raises(KeyError, match="pruned"):
+        clf.fit(X_tr, y_tr, callbacks=[prune])
+    assert clf.n_iter_ == 2 and len(clf.loss_curve_) == 2
+    assert np.isfinite(clf.predict_proba(X_tr)).all()
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu", "tanh"])
+@pytest.mark.parametrize("cost", ["cross_entropy", "log_likelihood"])
+@pytest.mark.parametrize("value", [1e30, 1e37, -1e37, 3e38])
+def test_predict_on_huge_finite_input_is_finite_or_a_clear_error(activation, cost, value, digits):
+    """Never NaN probabilities (and so class 0 for every row) from inputs that overflow."""
+    X_tr, _, y_tr, _ = digits
+    clf = MLPClassifier(hidden_layer_sizes=(30, 30), activation=activation, cost=cost,
+                        epochs=1, random_state=0).fit(X_tr, y_tr)  # fmt: skip
+    X = np.full((3, 64), value)
+    try:
+        proba = clf.predict_proba(X)
+    except ValueError as err:
+        assert re.search(r"^X: .*(overflow|every output neuron is 0).*far outside", str(err))
+    else:
+        assert np.isfinite(proba).all() and np.allclose(proba.sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize(
+    "estimator", [MLPClassifier(epochs=1), MLPRegressor(epochs=1, dtype="float32")], ids=repr
+)
+def test_input_beyond_float32_is_a_clear_error(estimator, digits):
+    X_tr, X_te, y_tr, _ = digits
+    estimator.fit(X_tr, y_tr)
+    huge = X_te.astype(np.float64)
+    huge[1, 5] = 1e39  # finite in float64, inf in float32
+    with pytest.raises(ValueError, match=r"X has values up to 1e\+39, beyond the float32 range"):
+        estimator.predict(huge)
+    if isinstance(estimator, MLPRegressor):
+        with pytest.raises(ValueError, match=r"y has values up to 1e\+39"):
+            clone(estimator).fit(X_tr, np.full(len(X_tr), 1e39))
+
+
+def test_float64_overflow_inside_the_network_is_a_clear_error(digits):
+    X_tr, _, y_tr, _ = digits
+    reg = MLPRegressor(
+        hidden_layer_sizes=(5,), activation="identity", init="large", learning_rate=1e-3,
+        epochs=1, random_state=0,
+    ).fit(X_tr, y_tr / 10)  # fmt: skip
+    assert np.isfinite(reg.predict(np.full((2, 64), 1e300))).all()
+    with pytest.raises(ValueError, match=r"overflow \(float64\) for 2 of 3 rows \(first: row 1"):
+        reg.predict(np.vstack([X_tr[0], np.full((2, 64), 1e308)]))
+
+
+def test_trusted_types_name_every_class_a_fitted_estimator_holds(digits):
+    """The skops trusted types, derived from the registries: every class of ours reachable
+    from a fitted estimator is listed, and every name resolves to a class."""
+    X_tr, _, y_tr, _ = digits
+    names = set(trusted_types())
+    for name in names:
+        module, _, qualname = name.rpartition(".")
+        assert isinstance(getattr(importlib.import_module(module), qualname), type)
+    fitted = [
+        MLPClassifier(dropout=0.2, epochs=1, random_state=0).fit(X_tr, y_tr),
+        CNNClassifier(conv_layers=((2, 3, 2),), epochs=1, random_state=0).fit(X_tr, y_tr),
+        MLPRegressor(epochs=1, random_state=0).fit(X_tr, y_tr),
+    ]
+    held: set[str] = set()
+
+    def walk(obj) -> None:
+        cls = type(obj)
+        if cls.__module__.startswith("pipeline"):
+            held.add(f"{cls.__module__}.{cls.__qualname__}")
+        children = vars(obj).values() if hasattr(obj, "__dict__") else []
+        if isinstance(obj, list | tuple):
+            children = obj
+        for child in children:
+            walk(child)
+
+    for estimator in fitted:
+        walk(estimator)
+    assert held <= names
+    assert {
+        "pipeline.estimators.MLPRegressor",
+        "pipeline.nn.layers.Conv2D",
+        "pipeline.nn.activations.Softmax",
+        "pipeline.nn.costs.QuadraticCost",
+    } <= names

@@ -28,6 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.config.validation import validate
 from pipeline.errors import ConfigError
+from pipeline.io import ArtifactError, read_mapping
 
 PACKAGE_CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 CONF_DIR_VARIABLE = "NNDL_CONF_DIR"
@@ -171,18 +172,13 @@ def with_search_result(cfg: DictConfig) -> tuple[DictConfig, str]:
     """
     if not cfg.train.use_search:
         return cfg, "config"
-    from pipeline.artifacts import ArtifactError  # noqa: PLC0415 (keeps this module light)
-
     path = Path(cfg.paths.best_params)
     if not path.is_file():
         raise ArtifactError(
             f"{path}: not found; run `python -m pipeline.search` first, or train without "
             "it: train.use_search=false"
         )
-    try:
-        document = _read_yaml_mapping(path)
-    except ConfigError as err:
-        raise ArtifactError(str(err)) from None
+    document = read_mapping(path)
     fragment = document.get("config")
     if not isinstance(fragment, dict) or not set(fragment) <= set(SEARCH_RESULT_GROUPS):
         raise ArtifactError(
@@ -194,13 +190,3 @@ def with_search_result(cfg: DictConfig) -> tuple[DictConfig, str]:
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
     return merged, f"search study {document.get('study')} trial {document.get('trial')}"
-
-
-def _read_yaml_mapping(path: Path) -> dict[str, Any]:
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: not valid YAML ({one_line(err)})") from None
-    if not isinstance(document, dict):
-        raise ConfigError(f"{path}: expected a mapping (got {type(document).__name__})")
-    return document

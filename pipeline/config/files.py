@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pipeline.artifacts import ArtifactError, read_json
 from pipeline.config.validation import validate_schema
 from pipeline.errors import ConfigError
+from pipeline.io import ArtifactError, read_json
 
 
 @dataclass

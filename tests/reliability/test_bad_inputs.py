@@ -722,7 +722,7 @@ CONFIGS = [
     case("config:best-params-invalid-yaml", best_params("config: {train: [1, 2\n"),
          ArtifactError, r"best_params.yaml: not valid YAML"),
     case("config:best-params-a-list", best_params("- 1\n- 2\n"),
-         ArtifactError, r"best_params.yaml: expected a mapping \(got list\)"),
+         ArtifactError, r"best_params.yaml: expected a mapping of names to values, got a list"),
     case("config:best-params-no-config", best_params("study: s\nparams: {l2: 1.0}\n"),
          ArtifactError, r"best_params.yaml: `config` must be a mapping of \['train', 'model'\]"),
     case("config:best-params-bad-value",
