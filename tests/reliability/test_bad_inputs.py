@@ -862,7 +862,7 @@ MODELS = [
          ArtifactError, r"model\.npz: not a valid \.npz file"),
     case("model:json-unknown-estimator", load_tampered(meta=meta_with(estimator="os.system")),
          ArtifactError, r"model\.json: .*unknown estimator 'os\.system'; expected one of "
-                        r"\['CNNClassifier', 'MLPClassifier'\]"),
+                        r"\['CNNClassifier', 'MLPClassifier', 'MLPRegressor'\]"),
     case("model:json-format-version", load_tampered(meta=meta_with(format_version=99)),
          ArtifactError, r"model\.json: .*format_version 99 is not 1"),
     case("model:json-unknown-parameter",
