@@ -41,10 +41,12 @@ from pipeline.errors import ConfigError
 
 PARAMS_FILE = Path("params.yaml")
 HASH_KEY = "conf_hash"
+# Sections dvc.yaml interpolates: DVC has read them before this stage runs.
+GRAPH_KEYS = ("paths", "dvc")
 
 
 class PathsChanged(RuntimeError):
-    """params.yaml was updated, but DVC already read the old paths from it."""
+    """params.yaml was updated, but DVC already read the old paths or graph from it."""
 
 
 HEADER = (
@@ -66,12 +68,13 @@ def update_params(path: Path = PARAMS_FILE, overrides: list[str] | None = None) 
             _write(path, to_container(load_params(path)), current_hash)
             return "kept"
     composed = to_container(compose_config(overrides or []))
-    previous_paths = to_container(load_raw_params(path)).get("paths") if path.exists() else None
+    previous = to_container(load_raw_params(path)) if path.exists() else None
     _write(path, composed, current_hash)
-    if previous_paths is not None and previous_paths != composed.get("paths"):
+    changed = [key for key in GRAPH_KEYS if previous and previous.get(key) != composed.get(key)]
+    if changed:
         raise PathsChanged(
-            f"{path}: the `paths` section changed; dvc.yaml takes its paths from this file, "
-            "so run `dvc repro` again to use the new ones"
+            f"{path}: the `{'` and `'.join(changed)}` section changed; dvc.yaml takes its "
+            "paths and stages from this file, so run `dvc repro` again to use the new ones"
         )
     return "composed"
 

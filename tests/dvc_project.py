@@ -116,6 +116,7 @@ def fast_project(
     for name, values in settings.items():
         for key, value in values.items():
             edit(conf / name, rf"^{key}: .*$", f"{key}: {value}")
+    sh(repo, "python", "-m", "pipeline.params")  # as after any conf/ edit that shapes the graph
     sh(repo, "git", "init", "-q", "-b", "main")
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-q", "-m", "pipeline with fast settings")

@@ -93,3 +93,15 @@ def test_changed_paths_ask_for_a_second_repro(conf_copy, tmp_path):
         params.update_params(out)
     assert read(out)["paths"]["models"] == "weights"  # written: the next run goes through
     assert params.update_params(out) == "kept"
+
+
+def test_a_graph_change_asks_for_a_second_repro(conf_copy, tmp_path):
+    """train.use_search shapes dvc.yaml's graph (the `dvc` section), read before this stage."""
+    out = tmp_path / "params.yaml"
+    params.update_params(out)
+    train_yaml = conf_copy / "train" / "default.yaml"
+    train_yaml.write_text(train_yaml.read_text().replace("use_search: true", "use_search: false"))
+    with pytest.raises(params.PathsChanged, match="`dvc` section changed"):
+        params.update_params(out)
+    assert read(out)["dvc"]["searches"] == {}
+    assert params.update_params(out) == "kept"
