@@ -6,7 +6,7 @@ layers, the optimiser and the network that ties them together.
 
 from pipeline.nn.activations import ACTIVATIONS, Activation, get_activation
 from pipeline.nn.costs import COSTS, Cost, get_cost
-from pipeline.nn.layers import Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D
+from pipeline.nn.layers import Conv2D, ConvPool2D, Dense, Dropout, Flatten, Layer, MaxPool2D, fuse
 from pipeline.nn.network import Network
 from pipeline.nn.optimizers import SGD, LearningRateSchedule
 from pipeline.nn.regularizers import Regularizer
@@ -16,6 +16,7 @@ __all__ = [
     "COSTS",
     "Activation",
     "Conv2D",
+    "ConvPool2D",
     "Cost",
     "Dense",
     "Dropout",
@@ -26,6 +27,7 @@ __all__ = [
     "Network",
     "Regularizer",
     "SGD",
+    "fuse",
     "get_activation",
     "get_cost",
 ]
