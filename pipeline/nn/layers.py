@@ -215,9 +215,9 @@ class Conv2D(Layer):
     reshaped to (k*k*C, F) and b appended as a last row gives z (the bias is the weight of a
     constant input).
     Backward: the same product transposed, windows^T delta, gives dC/dK in its first k*k*C
-    rows (BP4 summed over positions) and dC/db = the sum of delta in its last (BP3); dC/dx is
-    the "full" convolution of delta with K rotated by 180 degrees: the same
-    strided-view-and-product on delta padded by k-1.
+    rows (BP4 summed over positions) and dC/db = the sum of delta in its last (BP3); dC/dx
+    is delta K^T, the error of every window, added back onto the window's pixels (col2im:
+    k*k strided additions, one per kernel offset).
     """
 
     _transient = ("_cols", "_x_shape", "_z", "_a")
@@ -304,21 +304,30 @@ class Conv2D(Layer):
         self.grads["b"][...] = grad_matrix[-1]
         if not input_grad:
             return delta[..., :0]
-        # dC/dx = full convolution of delta with the kernel rotated by 180 degrees. The padded
-        # buffer's border is zeroed once, when it is allocated; only its interior is written
-        # (the positions of whole blocks: the others, left out, have no error).
+        # dC/dx (col2im): each window's error, delta K^T, spread back over the window's
+        # k x k pixels: k*k additions, one per kernel offset (p, q), each over all windows
+        # at once. With delta in position order (n, i, j) and one product per offset, every
+        # addition reads a contiguous (m, H', W', C) array. (Positions outside whole pooling
+        # blocks were left out of the windows: they have no error.)
         m, h, w, _ = self._x_shape
         s = self._block
         hs, ws = (h - k + 1) // s, (w - k + 1) // s
-        padded = self._buffer("padded", (m, h + k - 1, w + k - 1, f), delta.dtype, fill=0.0)
-        interior = padded[:, k - 1 : k - 1 + hs * s, k - 1 : k - 1 + ws * s]
-        interior.reshape(m, hs, s, ws, s, f)[...] = delta.reshape(s, s, m, hs, ws, f).transpose(
-            2, 3, 0, 4, 1, 5
-        )
-        rotated = kernel[::-1, ::-1].transpose(0, 1, 3, 2).reshape(k * k * f, c)
-        windows = _windows(padded, k, self._buffer, "delta_cols", ones=False)
-        dx = np.matmul(windows, rotated, out=self._buffer("dx", (m * h * w, c), delta.dtype))
-        return dx.reshape(m, h, w, c)
+        if s > 1:  # (s, s, m, hs, ws, F) -> (m, hs*s, ws*s, F)
+            ordered = self._buffer("delta_ordered", (m, hs, s, ws, s, f), delta.dtype)
+            np.copyto(ordered, delta.reshape(s, s, m, hs, ws, f).transpose(2, 3, 0, 4, 1, 5))
+            delta = ordered
+        rows = m * hs * s * ws * s
+        window_grads = np.matmul(  # [delta K[p, q]^T for every (p, q)]: (k*k, rows, C)
+            delta.reshape(1, rows, f),
+            kernel.reshape(k * k, c, f).transpose(0, 2, 1),
+            out=self._buffer("window_grads", (k * k, rows, c), delta.dtype),
+        ).reshape(k, k, m, hs * s, ws * s, c)
+        dx = self._buffer("dx", (m, h, w, c), delta.dtype)
+        dx.fill(0.0)
+        for p in range(k):
+            for q in range(k):
+                dx[:, p : p + hs * s, q : q + ws * s] += window_grads[p, q]
+        return dx
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         h, w, _ = input_shape
