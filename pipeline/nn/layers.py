@@ -162,10 +162,20 @@ class Dense(Layer):
         if not input_grad:
             return delta[:, :0]
         W = self.params["W"]
-        return np.matmul(delta, W.T, out=self._buffer("dx", (len(delta), W.shape[0]), W.dtype))
+        dx = self._buffer("dx", (len(delta), W.shape[0]), W.dtype)
+        if len(delta) > SMALL_BATCH:
+            return np.matmul(delta, W.T, out=dx)
+        # A few rows: OpenBLAS computes (W delta^T) ~1.5x faster than delta W^T (measured
+        # with W 2880x100 at batch 10), even with the transposing copy after it.
+        dx_t = np.matmul(W, delta.T, out=self._buffer("dx_t", dx.shape[::-1], W.dtype))
+        np.copyto(dx, dx_t.T)
+        return dx
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.params["W"].shape[1],)
+
+
+SMALL_BATCH = 16  # Dense.backward_delta: up to this many rows, dC/dx as (W delta^T)^T
 
 
 def _windows(x: np.ndarray, k: int, array, name: str, ones: bool, block: int = 1) -> np.ndarray:
