@@ -88,3 +88,28 @@ def test_split_steps_equal_one_thread_steps():
 def test_workers_must_be_positive():
     with pytest.raises(ValueError, match="workers must be at least 1"):
         cnn(workers=0)
+
+
+def test_the_cnn_learns_the_same_with_its_batches_split():
+    """The estimator under a BLAS limit of 2 (as ``train.threads=2`` sets it) trains on
+    split batches; in float64 its curves equal the one-thread run's, and it learns."""
+    from sklearn.datasets import load_digits
+
+    from pipeline import CNNClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    fitted = {}
+    for limit in (1, 2):
+        with threadpool_limits(limits=limit):
+            fitted[limit] = CNNClassifier(
+                ((6, 3, 2),),
+                hidden_layer_sizes=(30,),
+                batch_size=16,
+                epochs=8,
+                learning_rate=0.3,
+                random_state=0,
+                dtype="float64",
+            ).fit(X[:1200], y[:1200])
+    np.testing.assert_allclose(fitted[2].loss_curve_, fitted[1].loss_curve_, rtol=1e-9)
+    assert fitted[2].score(X[1200:], y[1200:]) >= 0.9
