@@ -1,4 +1,4 @@
-"""Issue 6: our NumPy networks against PyTorch on the CPU, scikit-learn and the matmul peak.
+"""Issues 6 and 14: our NumPy networks against PyTorch on the CPU, scikit-learn and the matmul peak.
 
 Run ``python -m benchmarks`` (``--help`` for the options). It prints one table and writes it
 to ``reports/benchmarks.md``.
@@ -493,6 +493,10 @@ NOTES = (
     "implementations in one process under the same thread limit; on a shared machine the "
     "figures move with the load, the ratios much less.",
     "In the matmul rows the 'ours' column is NumPy's own float32 product.",
+    "Our CNN at 2 threads splits each mini-batch into two halves run at once, each with one "
+    "BLAS thread (pipeline.nn.threads); PyTorch uses its own intra-op threads. At a load "
+    "average above the 2 cores, 2-thread figures of every implementation fall apart (threads "
+    "wait for descheduled partners; PyTorch's spin): read them only beside a low load.",
     "The MLP's FLOP count is the issue's 6 * (784*100 + 100*10) per training sample; our "
     "first layer skips its input gradient, so it really computes about 2/3 of that.",
 )
