@@ -1,4 +1,4 @@
-"""Issue 6: our NumPy networks against PyTorch on the CPU, scikit-learn and the matmul peak.
+"""Issues 6 and 14: our NumPy networks against PyTorch on the CPU, scikit-learn and the matmul peak.
 
 Run ``python -m benchmarks`` (``--help`` for the options). It prints one table and writes it
 to ``reports/benchmarks.md``.
@@ -12,7 +12,11 @@ What is measured
     (cross-entropy) cost, batch 10 and batch 128: ``pipeline.MLPClassifier``,
     ``sklearn.neural_network.MLPClassifier`` (solver "sgd", "logistic") and PyTorch.
   - The chapter-6 CNN: conv 20@5x5 (ReLU), 2x2 max-pool, dense 100 (ReLU), softmax 10, on
-    28x28 images, batch 64: ``pipeline.CNNClassifier`` and PyTorch (sklearn has no CNN).
+    28x28 images, batch 10 and 64, at 1 and 2 threads: ``pipeline.CNNClassifier`` and
+    PyTorch (sklearn has no CNN); and our 2-thread over 1-thread speed-up at batch 64 (from
+    the same rows).
+  - Chapter 6's two-convolution network: conv 20@5x5, pool 2, conv 40@5x5, pool 2, dense
+    100, softmax 10, measured the same way.
 
   Ours and sklearn's are timed through ``fit`` (input checks included) with ``epochs=1`` /
   ``max_iter=1``. The PyTorch reference is what a user would write: an equivalent
@@ -118,9 +122,12 @@ def sklearn_mlp(batch: int, seed: int, epochs: int = 1) -> SklearnMLP:
     return common_sklearn_mlp(HIDDEN, batch, epochs, seed, LEARNING_RATE)
 
 
-def ours_cnn(batch: int, seed: int, epochs: int = 1) -> CNNClassifier:
+CONV_LAYERS = {"one conv": ((20, 5, 2),), "two conv": ((20, 5, 2), (40, 5, 2))}
+
+
+def ours_cnn(batch: int, seed: int, epochs: int = 1, convs: str = "one conv") -> CNNClassifier:
     return CNNClassifier(
-        conv_layers=((20, 5, 2),),
+        conv_layers=CONV_LAYERS[convs],
         hidden_layer_sizes=(HIDDEN,),
         activation="relu",
         cost="log_likelihood",
@@ -137,14 +144,16 @@ def torch_mlp():
     return nn.Sequential(nn.Linear(N_FEATURES, HIDDEN), nn.Sigmoid(), nn.Linear(HIDDEN, N_CLASSES))
 
 
-def torch_cnn():
+def torch_cnn(convs: str = "one conv"):
     nn = torch.nn
+    second = [nn.Conv2d(20, 40, 5), nn.ReLU(), nn.MaxPool2d(2)] if convs == "two conv" else []
     return nn.Sequential(
         nn.Conv2d(1, 20, 5),
         nn.ReLU(),
         nn.MaxPool2d(2),
+        *second,
         nn.Flatten(),
-        nn.Linear(20 * 12 * 12, HIDDEN),
+        nn.Linear(40 * 4 * 4 if second else 20 * 12 * 12, HIDDEN),
         nn.ReLU(),
         nn.Linear(HIDDEN, N_CLASSES),
     )
@@ -335,27 +344,58 @@ def bench_mlp_training(
     return row, peak
 
 
-def bench_cnn_training(args, X, y, batch: int, threads: int) -> Row:
-    candidates = {"ours": fitting(lambda seed: ours_cnn(batch, seed), X, y)}
+CNN_NAMES = {
+    "one conv": "train CNN conv 20@5x5, pool 2, [100, 10]",
+    "two conv": "train CNN conv 20@5x5, pool 2, conv 40@5x5, pool 2, [100, 10]",
+}
+CNN_TARGETS = {"one conv": 2.0, "two conv": 1.5}  # x PyTorch (issue 14)
+MIN_THREAD_SPEEDUP = 1.6  # ours at 2 threads over ours at 1 thread, batch 64 (issue 14)
+
+
+def bench_cnn_training(args, X, y, batch: int, threads: int, convs: str = "one conv") -> Row:
+    candidates = {"ours": fitting(lambda seed: ours_cnn(batch, seed, convs=convs), X, y)}
     if torch is not None:
         Xt = torch.from_numpy(X.reshape(-1, 1, 28, 28))
         yt = torch.from_numpy(y)
 
         def torch_run(seed: int):
             torch.manual_seed(seed)
-            model = torch_cnn()
+            model = torch_cnn(convs)
             return lambda: torch_train_epoch(model, Xt, yt, batch, seed)
 
         candidates["PyTorch"] = torch_run
     with limited_threads(threads):
         times = interleaved(candidates, args.repeats, args.seed, args.pause)
     return training_row(
-        f"train CNN conv 20@5x5, pool 2, [100, 10], {len(X):,} images",
+        f"{CNN_NAMES[convs]}, {len(X):,} images",
         batch,
         threads,
         times,
         len(X),
-        1.0,
+        CNN_TARGETS[convs],
+    )
+
+
+def thread_speedup_row(rows: Sequence[Row], convs: str, batch: int) -> Row | None:
+    """Ours at 2 threads over ours at 1 thread, from two rows of the same run."""
+    by_threads = {
+        r.threads: r.values["ours"]
+        for r in rows
+        if r.benchmark.startswith(CNN_NAMES[convs] + ",") and r.batch == str(batch)
+    }
+    if 1 not in by_threads or 2 not in by_threads:
+        return None
+    speedup = by_threads[2] / by_threads[1]
+    return Row(
+        f"  ... {convs}: ours at 2 threads / ours at 1 thread",
+        str(batch),
+        2,
+        "speed-up",
+        {"ours": speedup},
+        f">= {MIN_THREAD_SPEEDUP:g}x" if convs == "one conv" and batch == 64 else "",
+        speedup >= MIN_THREAD_SPEEDUP if convs == "one conv" and batch == 64 else None,
+        fmt="{:.2f}x",
+        ratios=False,
     )
 
 
@@ -441,6 +481,7 @@ def environment(args) -> list[str]:
         *(f"BLAS: {line}" for line in blas_libraries()),
         f"data: synthetic, {N_FEATURES} float32 features, {N_CLASSES} classes; "
         f"MLP {args.samples:,} training samples, CNN {args.cnn_samples:,}, "
+        f"two-conv CNN {args.cnn2_samples:,}, "
         f"prediction {args.predict_samples:,}; one epoch per fit, eta {LEARNING_RATE}; "
         f"medians of {args.repeats} interleaved repeats, {args.pause:g} s pause before each; "
         f"seed {args.seed}",
@@ -452,6 +493,10 @@ NOTES = (
     "implementations in one process under the same thread limit; on a shared machine the "
     "figures move with the load, the ratios much less.",
     "In the matmul rows the 'ours' column is NumPy's own float32 product.",
+    "Our CNN at 2 threads splits each mini-batch into two halves run at once, each with one "
+    "BLAS thread (pipeline.nn.threads); PyTorch uses its own intra-op threads. At a load "
+    "average above the 2 cores, 2-thread figures of every implementation fall apart (threads "
+    "wait for descheduled partners; PyTorch's spin): read them only beside a low load.",
     "The MLP's FLOP count is the issue's 6 * (784*100 + 100*10) per training sample; our "
     "first layer skips its input gradient, so it really computes about 2/3 of that.",
 )
@@ -478,6 +523,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--samples", type=int, default=20_000, help="MLP training samples")
     parser.add_argument("--cnn-samples", type=int, default=5_000, help="CNN training images")
+    parser.add_argument(
+        "--cnn2-samples", type=int, default=2_000, help="two-conv CNN training images"
+    )
+    parser.add_argument(
+        "--cnn-batches", type=int, nargs="+", default=[10, 64], help="CNN mini-batch sizes"
+    )
+    parser.add_argument(
+        "--only",
+        choices=["all", "cnn"],
+        default="all",
+        help="'cnn': the CNN rows alone (printed; written only with --output)",
+    )
     parser.add_argument("--predict-samples", type=int, default=10_000, help="images to predict")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement")
     parser.add_argument("--mlp-threads", type=int, default=1, help="threads for MLP training")
@@ -486,7 +543,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         nargs="+",
         default=[2, 1],
-        help="threads for CNN training, one row each (the issue's figure is 2 threads)",
+        help="threads for CNN training, one row each",
     )
     parser.add_argument("--predict-threads", type=int, default=1, help="threads for prediction")
     parser.add_argument("--seed", type=int, default=0)
@@ -502,9 +559,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-output", action="store_true", help="print only")
     args = parser.parse_args(argv)
-    if min(args.cnn_threads) < 1:
-        parser.error("--cnn-threads must be at least 1")
-    for name in ("samples", "cnn_samples", "predict_samples", "repeats"):
+    if min(args.cnn_threads) < 1 or min(args.cnn_batches) < 1:
+        parser.error("--cnn-threads and --cnn-batches must be at least 1")
+    for name in ("samples", "cnn_samples", "cnn2_samples", "predict_samples", "repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     for name in ("mlp_threads", "predict_threads"):
@@ -531,15 +588,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rows: list[Row] = []
     Xm, ym = X_train[: args.samples], y_train[: args.samples]
-    rows.append(bench_mlp_training(args, Xm, ym, 10, args.mlp_threads, 2.0)[0])
-    progress("MLP batch 10")
-    mlp128, peak = bench_mlp_training(args, Xm, ym, 128, args.mlp_threads, 1.0, with_peak=True)
-    rows.append(mlp128)
-    progress("MLP batch 128")
-    Xc, yc = X_train[: args.cnn_samples], y_train[: args.cnn_samples]
-    for threads in args.cnn_threads:
-        rows.append(bench_cnn_training(args, Xc, yc, 64, threads))
-    progress("CNN batch 64")
+    if args.only == "all":
+        rows.append(bench_mlp_training(args, Xm, ym, 10, args.mlp_threads, 2.0)[0])
+        progress("MLP batch 10")
+        mlp128, peak = bench_mlp_training(args, Xm, ym, 128, args.mlp_threads, 1.0, with_peak=True)
+        rows.append(mlp128)
+        progress("MLP batch 128")
+    rows.extend(bench_cnns(args, X_train, y_train))
+    if args.only == "cnn":
+        return finish(args, env, rows, load_before)
     rows.append(bench_prediction(args, Xm, ym, X_test, args.predict_threads))
     progress("prediction")
 
@@ -597,11 +654,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             ratios=False,
         )
     )
+    return finish(args, env, rows, load_before)
+
+
+def bench_cnns(args, X_train, y_train) -> list[Row]:
+    """The CNN rows: each network at each batch size and thread count, then the speed-ups."""
+    rows: list[Row] = []
+    for convs, n in (("one conv", args.cnn_samples), ("two conv", args.cnn2_samples)):
+        Xc, yc = X_train[:n], y_train[:n]
+        for batch in args.cnn_batches:
+            for threads in args.cnn_threads:
+                rows.append(bench_cnn_training(args, Xc, yc, batch, threads, convs))
+                progress(f"CNN {convs}, batch {batch}, {threads} thread(s)")
+        speedups = (thread_speedup_row(rows, convs, batch) for batch in args.cnn_batches)
+        rows.extend(row for row in speedups if row is not None)
+    return rows
+
+
+def finish(args, env: Sequence[str], rows: Sequence[Row], load_before: str) -> int:
     load_after = load_average()
     print(f"load average after: {load_after}\n", flush=True)
     print(render_text(HEADERS, [r.cells() for r in rows]))
     print("\n".join(f"\n{line}" for line in NOTES))
-    if not args.no_output:
+    if not args.no_output and (args.only == "all" or args.output != DEFAULT_OUTPUT):
         write_text(args.output, markdown_report(env, rows, (load_before, load_after)))
         print(f"\nwritten to {args.output}")
     return 0

@@ -3,16 +3,16 @@
 * float32 (the default, fast) and float64 runs with the same seed give the same learning
   curves within float32 noise, for the MLP and the CNN on sklearn's digits;
 * mini-batch SGD steps of :class:`pipeline.nn.Network` (reused work buffers, fused output
-  delta, max-pool before the activation, the bias as a column of the convolution's matrix,
-  one strided view and one product per convolution) equal, in float64, the same steps
-  written out plainly as in the book, one formula per line, batch after batch.
+  delta, the fused convolution + max-pool with the activation after the max, the bias as a
+  column of the convolution's matrix, one strided view and one product per convolution,
+  the halves of a batch in two threads) equal, in float64, the same steps written out
+  plainly as in the book (:mod:`pipeline.nn.reference`), batch after batch.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from numpy.lib.stride_tricks import sliding_window_view
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
@@ -28,6 +28,7 @@ from pipeline.nn import (
     get_activation,
     get_cost,
 )
+from pipeline.nn.reference import reference_of
 
 
 @pytest.fixture(scope="module")
@@ -86,73 +87,13 @@ def test_float32_and_float64_learning_curves_agree(name, digits):
 
 
 # --- the plain mathematics, batch after batch ----------------------------------------------
-def sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def softmax(z):
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def sgd_update(params, grads, velocity, eta, mu, l2, n):
-    """w -> w + v, v = mu v - eta (dC/dw + (l2/n) w) for weights; biases unpenalised."""
-    for key, g in grads.items():
-        if key.endswith(".W"):
-            g = g + (l2 / n) * params[key]
-        velocity[key] = mu * velocity.get(key, 0.0) - eta * g
-        params[key] = params[key] + velocity[key]
-
-
-def reference_mlp_grads(p, x, y):
-    """[n, h, k] sigmoid hidden layer, softmax outputs, log-likelihood cost (network2.py)."""
-    z1 = x @ p["0.W"] + p["0.b"]
-    a1 = sigmoid(z1)
-    a2 = softmax(a1 @ p["1.W"] + p["1.b"])
-    d2 = (a2 - y) / len(x)  # BP1 for softmax + log-likelihood, batch mean
-    d1 = (d2 @ p["1.W"].T) * a1 * (1 - a1)  # BP2
-    return {"0.W": x.T @ d1, "0.b": d1.sum(0), "1.W": a1.T @ d2, "1.b": d2.sum(0)}, a2
-
-
-def reference_cnn_grads(p, x, y):
-    """conv (ReLU) -> 2x2 max-pool -> flatten -> dense (ReLU) -> dense (softmax), the ReLU
-    applied before pooling and the convolution computed from its definition."""
-    K, b = p["0.W"], p["0.b"]
-    k = K.shape[0]
-    windows = sliding_window_view(x, (k, k), axis=(1, 2))  # (m, H', W', C, k, k)
-    z = np.einsum("nijcpq,pqcf->nijf", windows, K) + b
-    a = np.maximum(z, 0)
-    m, h, w, f = a.shape
-    blocks = a.reshape(m, h // 2, 2, w // 2, 2, f)
-    pooled = blocks.max(axis=(2, 4))
-    flat = pooled.reshape(m, -1)
-    z3 = flat @ p["3.W"] + p["3.b"]
-    a3 = np.maximum(z3, 0)
-    a4 = softmax(a3 @ p["4.W"] + p["4.b"])
-    d4 = (a4 - y) / m
-    d3 = (d4 @ p["4.W"].T) * (z3 > 0)
-    d_pooled = (d3 @ p["3.W"].T).reshape(pooled.shape)
-    is_max = blocks == pooled[:, :, None, :, None, :]
-    d_a = (is_max * d_pooled[:, :, None, :, None, :]).reshape(a.shape)
-    dz = d_a * (z > 0)
-    grads = {
-        "0.W": np.einsum("nijcpq,nijf->pqcf", windows, dz),
-        "0.b": dz.sum(axis=(0, 1, 2)),
-        "3.W": flat.T @ d3,
-        "3.b": d3.sum(0),
-        "4.W": a3.T @ d4,
-        "4.b": d4.sum(0),
-    }
-    return grads, a4
-
-
 def mlp_network(rng):
     f64 = np.float64
     layers = [
         Dense(64, 20, get_activation("sigmoid"), rng, "scaled", f64),
         Dense(20, 10, get_activation("softmax"), rng, "scaled", f64),
     ]
-    return layers, reference_mlp_grads, (64,)
+    return layers, (64,)
 
 
 def cnn_network(rng):
@@ -164,35 +105,53 @@ def cnn_network(rng):
         Dense(3 * 3 * 4, 12, get_activation("relu"), rng, "scaled", f64),
         Dense(12, 10, get_activation("softmax"), rng, "scaled", f64),
     ]
-    return layers, reference_cnn_grads, (8, 8, 1)
+    return layers, (8, 8, 1)
 
 
-@pytest.mark.parametrize("build", [mlp_network, cnn_network], ids=["mlp", "cnn"])
+def two_conv_network(rng):
+    """Two convolutions, small: the first fused with its pool, the second not pooled (a
+    plain Conv2D) and passing dC/dx back to the fused one."""
+    f64 = np.float64
+    layers = [
+        Conv2D(1, 3, 3, get_activation("relu"), rng, "scaled", f64),  # 8x8 -> 6x6
+        MaxPool2D(2),  # 3x3
+        Conv2D(3, 4, 2, get_activation("tanh"), rng, "scaled", f64),  # 2x2, not pooled
+        Flatten(),
+        Dense(16, 10, get_activation("softmax"), rng, "scaled", f64),
+    ]
+    return layers, (8, 8, 1)
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-thread", "halves-in-two-threads"])
+@pytest.mark.parametrize(
+    "build", [mlp_network, cnn_network, two_conv_network], ids=["mlp", "cnn", "cnn2"]
+)
 @pytest.mark.parametrize(("momentum", "l2"), [(0.0, 0.0), (0.6, 2.0)])
-def test_sgd_steps_match_the_plain_mathematics(build, momentum, l2, digits):
+def test_sgd_steps_match_the_plain_mathematics(build, momentum, l2, workers, digits):
     X_train, _, y_train, _ = digits
     rng = np.random.default_rng(0)
-    layers, reference_grads, shape = build(rng)
-    net = Network(layers, get_cost("log_likelihood"), Regularizer(l2=l2))
-    params = net.get_state()  # the reference's own copy of the same initial weights
-    velocity: dict[str, np.ndarray] = {}
+    layers, shape = build(rng)
+    net = Network(layers, get_cost("log_likelihood"), Regularizer(l2=l2), workers=workers)
+    reference = reference_of(net)  # its own copy of the same initial weights
     optimizer = SGD(0.3, momentum=momentum)
     n = len(X_train)
     X = X_train.reshape(-1, *shape)
     Y = np.eye(10)[y_train]
     start = 0
     # Batch sizes change (as the last batch of an epoch does), so work buffers are
-    # reallocated and reused in both directions.
-    for size in [16, 16, 7, 16, 1, 16, 16]:
+    # reallocated and reused in both directions; 7 and 1 are below the size that is split.
+    for size in [16, 16, 7, 16, 1, 9, 16]:
         x, y = X[start : start + size], Y[start : start + size]
         start += size
         a = net.train_batch(x, y, n, optimizer)
-        grads, expected_a = reference_grads(params, x, y)
+        expected_a = reference.sgd_step(x, y, 0.3, momentum, n)
         np.testing.assert_allclose(a, expected_a, rtol=1e-10, atol=1e-13)
-        sgd_update(params, grads, velocity, 0.3, momentum, l2, n)
         for name, value in net.get_state().items():
-            np.testing.assert_allclose(value, params[name], rtol=1e-9, atol=1e-12, err_msg=name)
+            expected = reference.get_state()[name]
+            np.testing.assert_allclose(value, expected, rtol=1e-9, atol=1e-12, err_msg=name)
     # Prediction (new arrays, no buffers) agrees with the reference forward pass too.
     np.testing.assert_allclose(
-        net.forward(X[:50]), reference_grads(params, X[:50], Y[:50])[1], rtol=1e-10, atol=1e-13
+        net.forward(X[:50]), reference.forward(X[:50]), rtol=1e-10, atol=1e-13
     )
+    assert (net._twin is not None) == (workers == 2 and build is not mlp_network)
+    net.release_buffers()

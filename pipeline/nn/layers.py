@@ -18,6 +18,8 @@ loop allocates no large array. So an array returned by ``forward(x, training=Tru
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -54,7 +56,9 @@ class Layer:
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         raise NotImplementedError
 
-    def backward(self, grad: np.ndarray) -> np.ndarray:
+    def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray:
+        """dC/d(input) from dC/d(output); ``input_grad=False`` (the network's first layer)
+        lets a layer skip computing it."""
         raise NotImplementedError
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -89,8 +93,16 @@ class Layer:
         return state
 
     def __setstate__(self, state: dict) -> None:
+        state.pop("needs_input_grad", None)  # a flag of pickles from before fuse()
         self.__dict__.update(state)
         self._buffers = {}
+
+    def replica(self) -> Layer:
+        """A twin for a second thread: the same parameter arrays, its own gradient arrays
+        and work buffers (so two halves of a mini-batch can run at once)."""
+        twin = copy.copy(self)  # through __getstate__: no buffers, no caches
+        twin.grads = {key: np.zeros_like(g) for key, g in self.grads.items()}
+        return twin
 
 
 class Dense(Layer):
@@ -118,7 +130,6 @@ class Dense(Layer):
             "b": init_biases(init, (n_out,), rng, dtype),
         }
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
-        self.needs_input_grad = True
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         W, b = self.params["W"], self.params["b"]
@@ -132,28 +143,39 @@ class Dense(Layer):
         self._x, self._z, self._a = x, z, a
         return a
 
-    def backward(self, grad: np.ndarray) -> np.ndarray:
+    def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray:
         """BP2: delta = dC/da (.) sigma'(z), then :meth:`backward_delta`."""
         delta = self.activation.backward(
             self._z, self._a, grad, out=_activation_out(self, "delta", grad)
         )
-        return self.backward_delta(delta)
+        return self.backward_delta(delta, input_grad)
 
-    def backward_delta(self, delta: np.ndarray) -> np.ndarray:
+    def backward_delta(self, delta: np.ndarray, input_grad: bool = True) -> np.ndarray:
         """Gradients from this layer's error delta = dC/dz, shape (m, n_out).
 
         BP3: dC/db = sum over the batch of delta.  BP4: dC/dW = x^T delta.
-        Returns dC/dx = delta W^T, the first factor of BP2 for the layer below.
+        Returns dC/dx = delta W^T, the first factor of BP2 for the layer below (an empty
+        array without ``input_grad``: the network's first layer skips that product).
         """
         np.matmul(self._x.T, delta, out=self.grads["W"])
         np.add.reduce(delta, axis=0, out=self.grads["b"])
-        if not self.needs_input_grad:
+        if not input_grad:
             return delta[:, :0]
         W = self.params["W"]
-        return np.matmul(delta, W.T, out=self._buffer("dx", (len(delta), W.shape[0]), W.dtype))
+        dx = self._buffer("dx", (len(delta), W.shape[0]), W.dtype)
+        if len(delta) > SMALL_BATCH:
+            return np.matmul(delta, W.T, out=dx)
+        # A few rows: OpenBLAS computes (W delta^T) ~1.5x faster than delta W^T (measured
+        # with W 2880x100 at batch 10), even with the transposing copy after it.
+        dx_t = np.matmul(W, delta.T, out=self._buffer("dx_t", dx.shape[::-1], W.dtype))
+        np.copyto(dx, dx_t.T)
+        return dx
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.params["W"].shape[1],)
+
+
+SMALL_BATCH = 16  # Dense.backward_delta: up to this many rows, dC/dx as (W delta^T)^T
 
 
 def _windows(x: np.ndarray, k: int, array, name: str, ones: bool, block: int = 1) -> np.ndarray:
@@ -203,17 +225,13 @@ class Conv2D(Layer):
     reshaped to (k*k*C, F) and b appended as a last row gives z (the bias is the weight of a
     constant input).
     Backward: the same product transposed, windows^T delta, gives dC/dK in its first k*k*C
-    rows (BP4 summed over positions) and dC/db = the sum of delta in its last (BP3); dC/dx is
-    the "full" convolution of delta with K rotated by 180 degrees: the same
-    strided-view-and-product on delta padded by k-1.
-
-    ``block`` (set by :class:`~pipeline.nn.network.Network` when an s x s max-pool follows,
-    1 otherwise): for s > 1 the output is z grouped by the position's offset in s x s
-    blocks, an (s, s, m, H'/s, W'/s, F) array whose s*s slabs the pool compares element by
-    element (contiguous arrays: several times faster than pooling strided blocks).
+    rows (BP4 summed over positions) and dC/db = the sum of delta in its last (BP3); dC/dx
+    is delta K^T, the error of every window, added back onto the window's pixels (col2im:
+    k*k strided additions, one per kernel offset).
     """
 
     _transient = ("_cols", "_x_shape", "_z", "_a")
+    _block = 1  # positions grouped by offset in s x s blocks (s > 1 in ConvPool2D)
 
     def __init__(
         self,
@@ -235,8 +253,13 @@ class Conv2D(Layer):
             "b": init_biases(init, (filters,), rng, dtype),
         }
         self.grads = {key: np.zeros_like(v) for key, v in self.params.items()}
-        self.needs_input_grad = True
-        self.block = 1
+
+    def __setstate__(self, state: dict) -> None:
+        # Pickles written before fuse() existed carry the Network's old in-place fusion: a
+        # ``block`` and the identity here, the pool holding sigma. Without the block the pair
+        # computes the same function (sigma after the max), and fuse() fuses it again.
+        state.pop("block", None)
+        super().__setstate__(state)
 
     def _kernel_matrix(self, array) -> np.ndarray:
         """[K reshaped to (k*k*C, F); b]: shape (k*k*C + 1, F)."""
@@ -247,61 +270,74 @@ class Conv2D(Layer):
         matrix[-1] = b
         return matrix
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        k = self.kernel_size
-        m, h, w, _ = x.shape
+    def _linear(self, x: np.ndarray, array) -> tuple[np.ndarray, np.ndarray]:
+        """(windows matrix, z as its rows): z is (m*H'*W', F), or with ``_block`` = s > 1
+        (s*s*m*(H'/s)*(W'/s), F), the positions of whole s x s blocks grouped by offset."""
+        k, s = self.kernel_size, self._block
+        _, h, w, _ = x.shape
         if h < k or w < k:
             raise ValueError(f"a {k}x{k} convolution does not fit a {h}x{w} input image")
-        s = self.block
         if h - k + 1 < s or w - k + 1 < s:
             raise ValueError(
                 f"a {s}x{s} max-pool does not fit a {h - k + 1}x{w - k + 1} feature map"
             )
-        array = self._arrays(training)
         cols = _windows(x, k, array, "cols", ones=True, block=s)
         kernel = self._kernel_matrix(array)
-        f = kernel.shape[1]
-        z = np.matmul(cols, kernel, out=array("z", (len(cols), f), kernel.dtype))
-        z = z.reshape(s, s, m, (h - k + 1) // s, (w - k + 1) // s, f)
-        if s == 1:
-            z = z[0, 0]  # (m, H', W', F)
+        z = np.matmul(cols, kernel, out=array("z", (len(cols), kernel.shape[1]), kernel.dtype))
+        return cols, z
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        cols, z = self._linear(x, self._arrays(training))
+        z = z.reshape(len(x), *self.output_shape(x.shape[1:]))
         if not training:
             return self.activation.fn(z, out=z)
         a = self.activation.fn(z, out=_activation_out(self, "a", z))
         self._cols, self._x_shape, self._z, self._a = cols, x.shape, z, a
         return a
 
-    def backward(self, grad: np.ndarray) -> np.ndarray:
+    def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray:
         delta = self.activation.backward(  # BP2 for this layer
             self._z, self._a, grad, out=_activation_out(self, "delta", grad)
         )
+        return self._backward_linear(delta, input_grad)
+
+    def _backward_linear(self, delta: np.ndarray, input_grad: bool) -> np.ndarray:
+        """Gradients from delta = dC/dz, laid out as :meth:`_linear`'s z; returns dC/dx."""
         kernel = self.params["W"]
         k, _, c, f = kernel.shape
-        delta_rows = delta.reshape(-1, f)
         grad_matrix = np.matmul(  # BP4 and, in the last row, BP3
             self._cols.T,
-            delta_rows,
+            delta.reshape(-1, f),
             out=self._buffer("grad_kernel", (k * k * c + 1, f), delta.dtype),
         )
         self.grads["W"][...] = grad_matrix[:-1].reshape(kernel.shape)
         self.grads["b"][...] = grad_matrix[-1]
-        if not self.needs_input_grad:
+        if not input_grad:
             return delta[..., :0]
-        # dC/dx = full convolution of delta with the kernel rotated by 180 degrees. The padded
-        # buffer's border is zeroed once, when it is allocated; only its interior is written
-        # (the positions of whole blocks: the others, left out, have no error).
+        # dC/dx (col2im): each window's error, delta K^T, spread back over the window's
+        # k x k pixels: k*k additions, one per kernel offset (p, q), each over all windows
+        # at once. With delta in position order (n, i, j) and one product per offset, every
+        # addition reads a contiguous (m, H', W', C) array. (Positions outside whole pooling
+        # blocks were left out of the windows: they have no error.)
         m, h, w, _ = self._x_shape
-        s = self.block
+        s = self._block
         hs, ws = (h - k + 1) // s, (w - k + 1) // s
-        padded = self._buffer("padded", (m, h + k - 1, w + k - 1, f), delta.dtype, fill=0.0)
-        interior = padded[:, k - 1 : k - 1 + hs * s, k - 1 : k - 1 + ws * s]
-        interior.reshape(m, hs, s, ws, s, f)[...] = delta.reshape(s, s, m, hs, ws, f).transpose(
-            2, 3, 0, 4, 1, 5
-        )
-        rotated = kernel[::-1, ::-1].transpose(0, 1, 3, 2).reshape(k * k * f, c)
-        windows = _windows(padded, k, self._buffer, "delta_cols", ones=False)
-        dx = np.matmul(windows, rotated, out=self._buffer("dx", (m * h * w, c), delta.dtype))
-        return dx.reshape(m, h, w, c)
+        if s > 1:  # (s, s, m, hs, ws, F) -> (m, hs*s, ws*s, F)
+            ordered = self._buffer("delta_ordered", (m, hs, s, ws, s, f), delta.dtype)
+            np.copyto(ordered, delta.reshape(s, s, m, hs, ws, f).transpose(2, 3, 0, 4, 1, 5))
+            delta = ordered
+        rows = m * hs * s * ws * s
+        window_grads = np.matmul(  # [delta K[p, q]^T for every (p, q)]: (k*k, rows, C)
+            delta.reshape(1, rows, f),
+            kernel.reshape(k * k, c, f).transpose(0, 2, 1),
+            out=self._buffer("window_grads", (k * k, rows, c), delta.dtype),
+        ).reshape(k, k, m, hs * s, ws * s, c)
+        dx = self._buffer("dx", (m, h, w, c), delta.dtype)
+        dx.fill(0.0)
+        for p in range(k):
+            for q in range(k):
+                dx[:, p : p + hs * s, q : q + ws * s] += window_grads[p, q]
+        return dx
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         h, w, _ = input_shape
@@ -332,10 +368,8 @@ class MaxPool2D(Layer):
     gradient to the input(s) equal to its maximum. (A tie sends the gradient to every tied
     input; ties need equal real values, which in practice means inputs that are exactly 0.)
 
-    ``activation``: max-pooling commutes with a non-decreasing activation,
-    max(sigma(z)) = sigma(max(z)), so a convolution followed by pooling can hand its activation
-    to the pool and let it apply sigma (forward) and sigma' (backward) to p*p times fewer
-    numbers; :class:`~pipeline.nn.network.Network` does this for every such pair.
+    The network runs a :class:`Conv2D` followed by a pool as one :class:`ConvPool2D` (see
+    :func:`fuse`); this layer is the pool on its own.
     """
 
     _transient = ("_x", "_out", "_a")
@@ -353,8 +387,6 @@ class MaxPool2D(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         p = self.pool_size
-        if x.ndim == 6:  # (p, p, m, H/p, W/p, C) from a Conv2D with block = p
-            return self._forward_slabs(x, training)
         if x.shape[1] < p or x.shape[2] < p:
             raise ValueError(
                 f"a {p}x{p} max-pool does not fit a {x.shape[1]}x{x.shape[2]} feature map"
@@ -371,27 +403,10 @@ class MaxPool2D(Layer):
         self._x, self._out, self._a = x, out, a
         return a
 
-    def _forward_slabs(self, x: np.ndarray, training: bool) -> np.ndarray:
-        """Pooling of a convolution's output grouped by block offset: the maximum of the
-        p*p contiguous slabs x[a, b], element by element."""
-        array = self._arrays(training)
-        slabs = x.reshape(-1, *x.shape[2:])
-        out = _max_over_axis(slabs, 0, array("out", slabs.shape[1:], x.dtype))
-        if not training:
-            return self.activation.fn(out, out=out)
-        a = self.activation.fn(out, out=_activation_out(self, "a", out))
-        self._x, self._out, self._a = x, out, a
-        return a
-
-    def backward(self, grad: np.ndarray) -> np.ndarray:
-        delta = self.activation.backward(  # sigma' of the pooled maxima, if pooling owns sigma
+    def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray:
+        delta = self.activation.backward(  # sigma' of the pooled maxima, if any
             self._out, self._a, grad, out=_activation_out(self, "delta", grad)
         )
-        if self._x.ndim == 6:  # slabs: every input is in a whole block
-            is_max = np.equal(
-                self._x, self._out, out=self._buffer("is_max", self._x.shape, np.dtype(bool))
-            )
-            return np.multiply(is_max, delta, out=self._buffer("dx", self._x.shape, self._x.dtype))
         blocks = self._blocks(self._x)
         is_max = np.equal(
             blocks,
@@ -407,6 +422,86 @@ class MaxPool2D(Layer):
         h, w, c = input_shape
         p = self.pool_size
         return (h // p, w // p, c)
+
+
+class ConvPool2D(Conv2D):
+    """A :class:`Conv2D` and the p x p :class:`MaxPool2D` after it, computed as one layer:
+    a = sigma(max over each block of z), z the convolution.
+
+    The same function as the two layers in turn, max(sigma(z)) = sigma(max(z)) for a
+    non-decreasing sigma, with two savings: sigma and sigma' are applied to p*p times fewer
+    numbers, and the convolution's rows come grouped by the position's offset in the blocks,
+    (p, p, m, H'/p, W'/p, F), so the maximum compares p*p contiguous slabs element by element
+    (several times faster than strided blocks). Built by :func:`fuse`; it holds the
+    convolution's own ``params`` and ``grads`` dicts (the same arrays), so training it trains
+    the convolution.
+    """
+
+    _transient = (*Conv2D._transient, "_out")
+
+    def __init__(self, conv: Conv2D, pool_size: int, activation: Activation) -> None:
+        Layer.__init__(self)
+        self.params, self.grads = conv.params, conv.grads
+        self.kernel_size = conv.kernel_size
+        self.pool_size = self._block = pool_size
+        self.activation = activation
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        array = self._arrays(training)
+        cols, z = self._linear(x, array)
+        p = self.pool_size
+        slabs = z.reshape(p * p, len(x), *self.output_shape(x.shape[1:]))
+        out = _max_over_axis(slabs, 0, array("out", slabs.shape[1:], z.dtype))
+        if not training:
+            return self.activation.fn(out, out=out)
+        a = self.activation.fn(out, out=_activation_out(self, "a", out))
+        self._cols, self._x_shape, self._z, self._out, self._a = cols, x.shape, slabs, out, a
+        return a
+
+    def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray:
+        delta = self.activation.backward(  # BP2 at the pooled maxima
+            self._out, self._a, grad, out=_activation_out(self, "delta", grad)
+        )
+        # The error goes to the position(s) of each block's maximum.
+        is_max = np.equal(
+            self._z, self._out, out=self._buffer("is_max", self._z.shape, np.dtype(bool))
+        )
+        dz = np.multiply(is_max, delta, out=self._buffer("dz", self._z.shape, delta.dtype))
+        return self._backward_linear(dz, input_grad)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        h, w, f = super().output_shape(input_shape)
+        p = self.pool_size
+        return (h // p, w // p, f)
+
+
+def _activation_after_max(conv: Activation, pool: Activation) -> Activation | None:
+    """The one activation a fused conv + pool applies after the maximum, or None when the
+    pair cannot be fused (a non-monotone conv activation, or activations on both)."""
+    if isinstance(conv, Identity):
+        return pool
+    if conv.monotone and isinstance(pool, Identity):
+        return conv
+    return None
+
+
+def fuse(layers: list[Layer]) -> list[Layer]:
+    """The layers as a network runs them: every :class:`Conv2D` directly followed by a
+    :class:`MaxPool2D` becomes one new :class:`ConvPool2D` (sharing the convolution's
+    parameter arrays); the other layers are returned as they are. Nothing given is modified."""
+    stack: list[Layer] = []
+    i = 0
+    while i < len(layers):
+        layer, after = layers[i], layers[i + 1] if i + 1 < len(layers) else None
+        if type(layer) is Conv2D and type(after) is MaxPool2D:
+            activation = _activation_after_max(layer.activation, after.activation)
+            if activation is not None:
+                stack.append(ConvPool2D(layer, after.pool_size, activation))
+                i += 2
+                continue
+        stack.append(layer)
+        i += 1
+    return stack
 
 
 class Dropout(Layer):
@@ -435,7 +530,7 @@ class Dropout(Layer):
         self._mask /= x.dtype.type(keep)
         return np.multiply(x, self._mask, out=self._buffer("out", x.shape, x.dtype))
 
-    def backward(self, grad: np.ndarray) -> np.ndarray:
+    def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray:
         if self._mask is None:
             return grad
         return np.multiply(grad, self._mask, out=self._buffer("dx", grad.shape, grad.dtype))
@@ -451,11 +546,27 @@ class Flatten(Layer):
             self._x_shape = x.shape
         return x.reshape(len(x), -1)
 
-    def backward(self, grad: np.ndarray) -> np.ndarray:
+    def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray:
         return grad.reshape(self._x_shape)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (int(np.prod(input_shape)),)
 
 
-__all__ = ["Layer", "Dense", "Conv2D", "MaxPool2D", "Dropout", "Flatten", "Identity"]
+LAYERS: dict[str, type[Layer]] = {
+    cls.__name__: cls for cls in (Dense, Conv2D, MaxPool2D, ConvPool2D, Dropout, Flatten)
+}
+"""Every layer class by name (e.g. for a list of trusted types when loading)."""
+
+__all__ = [
+    "LAYERS",
+    "ConvPool2D",
+    "Conv2D",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "Identity",
+    "Layer",
+    "MaxPool2D",
+    "fuse",
+]

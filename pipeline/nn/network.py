@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
-from pipeline.nn.activations import Identity
+from pipeline.nn import threads
 from pipeline.nn.costs import Cost
-from pipeline.nn.layers import Conv2D, Dense, Layer, MaxPool2D
+from pipeline.nn.layers import Conv2D, Dense, Dropout, Layer, fuse
 from pipeline.nn.optimizers import SGD
 from pipeline.nn.regularizers import Regularizer
+
+# A mini-batch is split across two threads only from this size on (halves of 4 or more).
+MIN_SPLIT_BATCH = 8
 
 
 class Network:
@@ -17,12 +22,15 @@ class Network:
     ``train_batch`` is one step of mini-batch SGD: forward pass, output error delta^L from the
     cost (BP1), backward pass through the layers (BP2-BP4), penalty gradient, update.
 
-    A convolution with a non-decreasing activation (sigmoid, tanh, ReLU) followed by
-    max-pooling hands its activation to the pool: max(sigma(z)) = sigma(max(z)), so the
-    network computes the same function with sigma and sigma' applied to the pooled map, p*p
-    times fewer numbers; and it delivers z grouped by offset in the pooling blocks
-    (``Conv2D.block``), so that pooling compares contiguous slabs. The layers' parameters
-    are unchanged.
+    ``layers`` are kept as given (they name the parameters and are what is saved); the
+    network runs :func:`~pipeline.nn.layers.fuse` of them, where a convolution and the
+    max-pool after it are one :class:`~pipeline.nn.layers.ConvPool2D` sharing the
+    convolution's parameters.
+
+    ``workers``: threads a training mini-batch is split across (its two halves run at once,
+    each thread with one BLAS thread, and their gradients are added). None: as many as the
+    BLAS thread limit in force when training starts (threadpoolctl), at most 2, for networks
+    with a convolution and no dropout (dense-only networks are too small per sample to gain).
     """
 
     def __init__(
@@ -30,35 +38,51 @@ class Network:
         layers: list[Layer],
         cost: Cost,
         regularizer: Regularizer | None = None,
+        workers: int | None = None,
     ) -> None:
         if not layers or not isinstance(layers[-1], Dense):
             raise ValueError("the last layer of a Network must be a Dense output layer")
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be at least 1; got {workers}")
         self.layers = layers
         self.cost = cost
         self.regularizer = regularizer or Regularizer()
-        # max(sigma(z)) = sigma(max(z)) for a non-decreasing sigma: the pool applies it, and
-        # takes the convolution's output grouped by offset in the pooling blocks.
-        for conv, pool in zip(layers, layers[1:], strict=False):
-            if (
-                isinstance(conv, Conv2D)
-                and isinstance(pool, MaxPool2D)
-                and conv.activation.monotone
-                and isinstance(pool.activation, Identity)
-            ):
-                conv.activation, pool.activation = pool.activation, conv.activation
-                conv.block = pool.pool_size
-        # Flat lists of the arrays the hot loop touches, built once (updated in place).
+        self.workers = workers
+        self._build()
+
+    def _build(self) -> None:
+        """What the network derives from its layers: the fused stack it runs, and flat lists
+        of the arrays the hot loop touches (built once, updated in place)."""
+        self._stack = fuse(self.layers)
+        # The input needs no gradient: backward stops at the first parameterised layer.
+        self._first = next(i for i, layer in enumerate(self._stack) if layer.params)
         self._params = [value for _, value, _ in self.parameters()]
         self._grads = [grad for _, _, grad in self.parameters()]
-        self._weights = [layer.params["W"] for layer in layers if "W" in layer.params]
-        self._weight_grads = [layer.grads["W"] for layer in layers if "W" in layer.params]
+        self._weights = [layer.params["W"] for layer in self.layers if "W" in layer.params]
+        self._weight_grads = [layer.grads["W"] for layer in self.layers if "W" in layer.params]
         if not all(p.flags.c_contiguous for p in self._params + self._grads):
             raise ValueError("parameters and gradients must be C-contiguous arrays")
-        # The input needs no gradient: skip the product that would compute it.
-        for layer in layers:
-            if isinstance(layer, Dense | Conv2D):
-                layer.needs_input_grad = False
-                break
+        splittable = any(isinstance(layer, Conv2D) for layer in self._stack) and not any(
+            isinstance(layer, Dropout) for layer in self._stack
+        )
+        self._max_workers = 2 if splittable else 1
+        self._clear_workers()
+
+    def _clear_workers(self) -> None:
+        self._batch_workers: int | None = None  # decided at the first batch of a training run
+        self._twin: list[Layer] | None = None  # the second thread's replica of the stack
+        self._twin_grads: list[tuple[np.ndarray, np.ndarray]] = []
+        self._executor: ThreadPoolExecutor | None = None
+        self._output: np.ndarray | None = None
+
+    # Pickles keep the layers, cost, penalty and settings; the rest is rebuilt on loading.
+    def __getstate__(self) -> dict:
+        return {key: self.__dict__[key] for key in ("layers", "cost", "regularizer", "workers")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("workers", None)  # pickles from before the workers setting
+        self._build()
 
     # --- parameters -------------------------------------------------------------------------
     def parameters(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -88,14 +112,34 @@ class Network:
                 )
             value[...] = state[name]
 
+    def layer_names(self) -> list[str | None]:
+        """A name per given layer with weights (``conv1``, ``conv2``, ``dense1``, ...,
+        ``output`` for the last), None for the others."""
+        names: list[str | None] = []
+        counts = {"conv": 0, "dense": 0}
+        for i, layer in enumerate(self.layers):
+            kind = "conv" if isinstance(layer, Conv2D) else "dense" if "W" in layer.params else ""
+            if i == len(self.layers) - 1:
+                names.append("output")
+            elif kind:
+                counts[kind] += 1
+                names.append(f"{kind}{counts[kind]}")
+            else:
+                names.append(None)
+        return names
+
     # --- forward ---------------------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """Output activations a^L for a mini-batch x.
 
-        In training the result is the output layer's work buffer, overwritten by the next
-        training pass; at prediction time it is a new array.
+        In training the result is a work buffer, overwritten by the next training pass; at
+        prediction time it is a new array.
         """
-        for layer in self.layers:
+        return self._forward(self._stack, x, training)
+
+    @staticmethod
+    def _forward(stack: list[Layer], x: np.ndarray, training: bool) -> np.ndarray:
+        for layer in stack:
             x = layer.forward(x, training)
         return x
 
@@ -114,19 +158,63 @@ class Network:
         here: the training loop scores a whole epoch's outputs at once, which is cheaper);
         like every array of the training pass, it is valid until the next one.
         """
-        a = self.forward(x, training=True)
-        out = self.layers[-1]
-        delta = self.cost.delta(  # BP1, per sample
-            out._z, a, y, out.activation, out=out._buffer("delta", a.shape, a.dtype)
-        )
-        delta *= a.dtype.type(1.0 / len(x))  # the batch mean
-        grad = out.backward_delta(delta)
-        for layer in reversed(self.layers[:-1]):
-            grad = layer.backward(grad)
+        if self._workers_for(len(x)) == 1:
+            a = self._backprop(self._stack, x, y, len(x))
+        else:
+            a = self._backprop_halves(x, y)
         if self.regularizer.active:
             for w, g in zip(self._weights, self._weight_grads, strict=True):
                 self.regularizer.add_gradient(w, g, n)
         return a
+
+    def _backprop(self, stack: list[Layer], x: np.ndarray, y: np.ndarray, m: int) -> np.ndarray:
+        """Forward and backward through ``stack`` for the rows (x, y) of a batch of m:
+        gradients of the mean cost over the m, without the penalty."""
+        a = self._forward(stack, x, training=True)
+        out = stack[-1]
+        delta = self.cost.delta(  # BP1, per sample
+            out._z, a, y, out.activation, out=out._buffer("delta", a.shape, a.dtype)
+        )
+        delta *= a.dtype.type(1.0 / m)  # the batch mean
+        last = len(stack) - 1
+        grad = out.backward_delta(delta, input_grad=last > self._first)
+        for i in range(last - 1, self._first - 1, -1):
+            grad = stack[i].backward(grad, input_grad=i > self._first)
+        return a
+
+    def _backprop_halves(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """The two halves of the batch at once, the second on the replica of the stack, in
+        a second thread; then dC/dparam = first half's + second half's (a fixed order, so
+        runs repeat exactly)."""
+        m = len(x)
+        h = (m + 1) // 2
+        if self._twin is None:
+            self._twin = [layer.replica() for layer in self._stack]
+            self._twin_grads = [
+                (layer.grads[key], twin.grads[key])
+                for layer, twin in zip(self._stack, self._twin, strict=True)
+                for key in layer.grads
+            ]
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="nn-half-batch")
+        with threads.blas_limited_to(1):
+            second = self._executor.submit(self._backprop, self._twin, x[h:], y[h:], m)
+            try:
+                a_first = self._backprop(self._stack, x[:h], y[:h], m)
+            finally:
+                a_second = second.result()
+        for grad, twin_grad in self._twin_grads:
+            grad += twin_grad
+        shape = (m, a_first.shape[1])
+        if self._output is None or self._output.shape != shape:
+            self._output = np.empty(shape, a_first.dtype)
+        self._output[:h], self._output[h:] = a_first, a_second
+        return self._output
+
+    def _workers_for(self, m: int) -> int:
+        if self._batch_workers is None:
+            wanted = self.workers if self.workers is not None else threads.blas_threads()
+            self._batch_workers = min(wanted, self._max_workers)
+        return 2 if self._batch_workers >= 2 and m >= MIN_SPLIT_BATCH else 1
 
     def train_batch(self, x: np.ndarray, y: np.ndarray, n: int, optimizer: SGD) -> np.ndarray:
         """One SGD step on the mini-batch (x, y); returns a^L from before the step."""
@@ -135,14 +223,24 @@ class Network:
         return a
 
     def release_buffers(self) -> None:
-        """Free every layer's work buffers (training allocates them again when it resumes)."""
+        """Free every layer's work buffers and the second thread (training sets them up
+        again when it resumes, under the thread limit in force then)."""
+        for layer in self._stack:
+            layer.release_buffers()
         for layer in self.layers:
             layer.release_buffers()
+        if self._executor is not None:
+            self._executor.shutdown()
+        self._clear_workers()
 
     def gradient_norms(self) -> dict[str, float]:
-        """||dC/dW|| per parameterised layer after the last :meth:`backprop`."""
+        """||dC/dW|| per parameterised layer after the last :meth:`backprop`, keyed by
+        :meth:`layer_names` (``conv1``, ``dense1``, ``output``)."""
         return {
-            f"layer{i}": float(np.linalg.norm(layer.grads["W"]))
-            for i, layer in enumerate(self.layers)
-            if "W" in layer.grads
+            name: float(np.linalg.norm(layer.grads["W"]))
+            for name, layer in zip(self.layer_names(), self.layers, strict=True)
+            if name is not None
         }
+
+
+__all__ = ["MIN_SPLIT_BATCH", "Network"]

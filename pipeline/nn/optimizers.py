@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+CHUNK = 65536  # numbers per slice of a parameter update (256 KiB in float32)
+
 
 class SGD:
     """w -> w - eta * dC/dw, or with momentum mu (chapter 3, "momentum-based gradient descent"):
@@ -25,21 +27,32 @@ class SGD:
         self._step: dict[int, np.ndarray] = {}
 
     def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
-        """Update ``params`` in place from ``grads`` (which are left as they were)."""
+        """Update ``params`` in place from ``grads`` (which are left as they were).
+
+        Large arrays are updated a slice of ``CHUNK`` numbers at a time, so that eta * dC/dw
+        stays in the cache between its two passes: the update then reads w and dC/dw from
+        memory once and writes w once (a dense layer's W is larger than the cache).
+        """
         for w, g in zip(params, grads, strict=True):
             step = self._step.get(id(w))
             if step is None:
-                step = self._step[id(w)] = np.empty_like(w)
-            np.multiply(g, self.learning_rate, out=step)  # eta dC/dw
-            if self.momentum == 0.0:
-                w -= step
-                continue
-            v = self._velocity.get(id(w))
-            if v is None:
-                v = self._velocity[id(w)] = np.zeros_like(w)
-            v *= self.momentum
-            v -= step  # v = mu v - eta dC/dw
-            w += v
+                step = self._step[id(w)] = np.empty(min(w.size, CHUNK), w.dtype)
+            velocity = None
+            if self.momentum != 0.0:
+                velocity = self._velocity.get(id(w))
+                if velocity is None:
+                    velocity = self._velocity[id(w)] = np.zeros(w.size, w.dtype)
+            flat_w, flat_g = w.reshape(-1), g.reshape(-1)
+            for start in range(0, w.size, CHUNK):
+                end = min(start + CHUNK, w.size)
+                eta_g = np.multiply(flat_g[start:end], self.learning_rate, out=step[: end - start])
+                if velocity is None:
+                    flat_w[start:end] -= eta_g
+                    continue
+                v = velocity[start:end]
+                v *= self.momentum
+                v -= eta_g  # v = mu v - eta dC/dw
+                flat_w[start:end] += v
 
 
 class LearningRateSchedule:

@@ -10,6 +10,7 @@ import pytest
 from pipeline import CNNClassifier, MLPClassifier
 from pipeline.nn import (
     Conv2D,
+    ConvPool2D,
     Dense,
     Flatten,
     MaxPool2D,
@@ -47,12 +48,17 @@ def test_training_reuses_buffers_and_prediction_allocates():
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "identity"])
-def test_pooling_takes_over_a_monotone_convolution_activation(activation):
+def test_fusion_builds_new_layers_and_leaves_the_given_ones_alone(activation):
     net = small_cnn(np.random.default_rng(1), activation)
     conv, pool, conv2 = net.layers[:3]
-    assert isinstance(conv.activation, Identity)
-    assert pool.activation.name == activation
-    assert conv2.activation.name == "tanh"  # not followed by pooling: unchanged
+    assert conv.activation.name == activation and isinstance(pool.activation, Identity)
+    assert conv2.activation.name == "tanh"
+    fused = net._stack[0]
+    assert isinstance(fused, ConvPool2D) and fused is not conv
+    assert fused.activation.name == activation and fused.pool_size == 2
+    assert fused.params is conv.params and fused.grads is conv.grads  # trains the conv
+    assert net._stack[1] is conv2  # not followed by pooling: run as given
+    assert not hasattr(conv, "block") and not hasattr(conv, "needs_input_grad")
 
 
 @pytest.mark.parametrize(
