@@ -73,7 +73,7 @@ class EpochInfo:
     score_name: str = "accuracy"
 
     def metrics(self) -> dict[str, float | None]:
-        """The epoch's figures under flat names (``val_accuracy``, ``grad_norm_layer0``)."""
+        """The epoch's figures under flat names (``val_accuracy``, ``grad_norm_dense1``)."""
         figures = {
             "train_loss": self.train_loss,
             "val_loss": self.validation_loss,

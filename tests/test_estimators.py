@@ -143,7 +143,7 @@ def test_epoch_callback_sees_every_epoch_and_can_stop(digits):
     assert all(0 <= info.validation_accuracy <= 1 and info.validation_loss > 0 for info in seen)
     assert seen[-1].validation_accuracy == clf.validation_scores_[-1]
     assert seen[0].learning_rate == 0.5
-    assert set(seen[0].gradient_norms) == {"layer0", "layer1"}
+    assert set(seen[0].gradient_norms) == {"dense1", "output"}
     assert len(clf.gradient_norms_) == 3
 
 

@@ -42,7 +42,7 @@ def test_train_writes_model_history_and_run(trained):
     assert model.get_params()["learning_rate"] == cfg.train.learning_rate
     history = Path(cfg.paths.history).read_text().splitlines()
     assert history[0].startswith("epoch,train_loss,val_loss,val_accuracy,learning_rate")
-    assert "grad_norm_layer0" in history[0] and len(history) == 1 + 4
+    assert "grad_norm_dense1" in history[0] and len(history) == 1 + 4
     run = json.loads(Path(cfg.paths.run).read_text())
     assert run["run_id"] == summary["run_id"]
 
