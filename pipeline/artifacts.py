@@ -48,7 +48,6 @@ __all__ = [
     "atomic_path",
     "file_checksum",
     "load_arrays",
-    "load_images",
     "load_model",
     "new_hash",
     "read_json",
@@ -68,32 +67,6 @@ MODEL_CLASSES = {cls.__name__: cls for cls in (MLPClassifier, CNNClassifier, MLP
 Estimator = MLPClassifier | CNNClassifier | MLPRegressor
 # A model description larger than this is not one of ours (curves of a million epochs fit).
 MAX_DESCRIPTION_BYTES = 64 * 2**20
-
-
-# Which stage writes the splits in a directory named so (for the "run X first" hint).
-_WRITER = {"prepared": "prepare", "augmented": "augment"}
-
-
-def load_images(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """A split written by prepare or augment, checked: ``X`` float32 (n, h, w) in [0, 1]
-    and ``y`` int64 labels >= 0."""
-    path = Path(path)
-    if not path.is_file():
-        stage = _WRITER.get(path.parent.name, "prepare")
-        raise ArtifactError(f"{path}: file not found; run `python -m pipeline.{stage}` first")
-    arrays = load_arrays(path, required=("X", "y"))
-    X, y = arrays["X"], arrays["y"]
-    if X.dtype != np.float32 or X.ndim != 3:
-        raise ArtifactError(f"{path}: X must be float32 (n, h, w), got {X.dtype} {X.shape}")
-    if y.dtype != np.int64 or y.shape != (len(X),):
-        raise ArtifactError(f"{path}: y must be int64 of length {len(X)}, got {y.dtype} {y.shape}")
-    if len(X) == 0:
-        raise ArtifactError(f"{path}: holds no images")
-    if not np.isfinite(X).all() or X.min() < 0 or X.max() > 1:
-        raise ArtifactError(f"{path}: X must lie in [0, 1]")
-    if y.min() < 0:
-        raise ArtifactError(f"{path}: negative labels")
-    return X, y
 
 
 def _tuples(value: Any) -> Any:

@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.artifacts import ArtifactError, file_checksum, load_images, save_arrays, write_json
 from pipeline.config import stage_main
+from pipeline.data.splits import load_images
 from pipeline.data.transforms import augment
 from pipeline.errors import ConfigError
+from pipeline.io import ArtifactError, file_checksum, save_arrays, write_json
 
 log = logging.getLogger(__name__)
 

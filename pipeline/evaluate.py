@@ -15,14 +15,11 @@ from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
-from sklearn.metrics import accuracy_score, classification_report, f1_score, log_loss
 
-from pipeline import reports
-from pipeline.artifacts import ArtifactError, load_model, write_json, write_text
 from pipeline.config import stage_main
 from pipeline.config.files import AugmentedMeta, RunFile, read_checked, read_history
 from pipeline.errors import ConfigError
-from pipeline.factory import dataset_meta, load_split
+from pipeline.io import ArtifactError, write_json, write_text
 from pipeline.tracking import TrackingError, git_commit, tracker_from_config
 
 
@@ -47,6 +44,13 @@ def predictions_csv(y_true: np.ndarray, y_pred: np.ndarray) -> str:
 
 def run(cfg: DictConfig) -> dict:
     """Score, plot, report and log; returns the metrics."""
+    # scikit-learn and matplotlib load here, not on import: `--help` answers at once.
+    from sklearn.metrics import accuracy_score, classification_report, f1_score, log_loss
+
+    from pipeline import reports
+    from pipeline.artifacts import load_model
+    from pipeline.factory import dataset_meta, load_split
+
     paths = cfg.paths
     grid = cfg.evaluate.misclassified_grid
     # Every input is read and checked before any output is written.

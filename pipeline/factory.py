@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from pipeline.artifacts import ESTIMATOR_CLASSES, load_images
+from pipeline.artifacts import ESTIMATOR_CLASSES
 from pipeline.config import to_container
 from pipeline.config.files import PreparedMeta, read_checked
+from pipeline.data.splits import load_images
 from pipeline.estimators import CNNClassifier, MLPClassifier
 
 MODEL_DESCRIPTION_KEYS = ("name", "estimator")  # which network, not how it is built
@@ -33,7 +34,7 @@ class Split:
 
 
 def load_split(path: str | Path) -> Split:
-    """A split written by prepare or augment, checked by :func:`artifacts.load_images`."""
+    """A split written by prepare or augment, checked (:func:`data.splits.load_images`)."""
     images, y = load_images(path)
     return Split(np.ascontiguousarray(images), y)
 

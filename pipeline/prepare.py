@@ -18,16 +18,17 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.artifacts import ArtifactError, save_arrays, write_json
 from pipeline.config import stage_main
-from pipeline.data.datasets import SPLITS, load_dataset
 from pipeline.errors import ConfigError
+from pipeline.io import ArtifactError, save_arrays, write_json
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Prepare ``cfg.data`` into ``cfg.paths.prepared``; returns a short summary."""
+    from pipeline.data.datasets import SPLITS, load_dataset  # scikit-learn: not for `--help`
+
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     dataset = load_dataset(data_cfg, seed=cfg.seed, cache_dir=Path(cfg.paths.cache))
     out = Path(cfg.paths.prepared)
