@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from pipeline.config import stage_main
 from pipeline.config.files import AugmentedMeta, RunFile, read_checked, read_history
 from pipeline.errors import ConfigError
-from pipeline.io import ArtifactError, write_json, write_text
+from pipeline.io import ArtifactError, check_writable, write_json, write_text
 from pipeline.tracking import TrackingError, git_commit, tracker_from_config
 
 
@@ -53,6 +53,14 @@ def run(cfg: DictConfig) -> dict:
 
     paths = cfg.paths
     grid = cfg.evaluate.misclassified_grid
+    reports_dir, plots_dir = Path(paths.reports), Path(paths.plots)
+    check_writable(
+        paths.metrics,
+        paths.evaluation,
+        reports_dir / "classification_report.json",
+        reports_dir / "predictions.csv",
+        plots_dir / "learning_curves.png",
+    )
     # Every input is read and checked before any output is written.
     estimator = load_model(paths.model)
     test = load_split(Path(paths.prepared) / "test.npz")
@@ -78,7 +86,6 @@ def run(cfg: DictConfig) -> dict:
     )
     per_class_rows = {str(label): per_class[str(label)] for label in labels}
 
-    plots_dir = Path(paths.plots)
     plots = {
         "learning_curves": reports.plot_learning_curves(history, plots_dir / "learning_curves.png"),
         "gradient_norms": reports.plot_gradient_norms(history, plots_dir / "gradient_norms.png"),
@@ -99,8 +106,8 @@ def run(cfg: DictConfig) -> dict:
         **{k: v for k, v in estimator.get_params().items() if k != "random_state"},
     }
     write_json(paths.metrics, metrics)
-    write_json(Path(paths.reports) / "classification_report.json", per_class)
-    write_text(Path(paths.reports) / "predictions.csv", predictions_csv(test.y, y_pred))
+    write_json(reports_dir / "classification_report.json", per_class)
+    write_text(reports_dir / "predictions.csv", predictions_csv(test.y, y_pred))
     reports.write_evaluation_report(paths.evaluation, metrics, per_class_rows, model_summary, plots)
 
     _log_to_mlflow(cfg, run_id, metrics, plots)

@@ -59,6 +59,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink(missing_ok=True)
 
 
+def check_writable(*paths: str | os.PathLike) -> None:
+    """Fail now, naming the file, if any of ``paths`` could not be written later: a stage
+    calls this before hours of work whose result it would then lose. Directories it has to
+    create stay created (empty); no file is left behind."""
+    for path in map(Path, paths):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as err:
+            raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}") from err
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -25,6 +25,7 @@ from pipeline.config import stage_main, with_search_result
 from pipeline.errors import ConfigError
 from pipeline.estimators import DivergenceError, EpochInfo
 from pipeline.factory import build_estimator, dataset_meta, load_split
+from pipeline.io import check_writable
 from pipeline.tracking import TrackingError, git_commit, mask_secrets, tracker_from_config
 
 
@@ -58,6 +59,8 @@ def run(cfg: DictConfig) -> dict:
     """Train, save and log; returns a summary (epochs, best validation accuracy, paths)."""
     cfg, params_source = with_search_result(cfg)
     paths = cfg.paths
+    model_file = Path(f"{paths.model}.npz")
+    check_writable(model_file, model_file.with_suffix(".json"), paths.history, paths.run)
     train = load_split(Path(paths.augmented) / "train.npz")
     val = load_split(Path(paths.prepared) / "val.npz")
     meta = dataset_meta(cfg)

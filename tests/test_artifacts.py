@@ -343,3 +343,18 @@ def test_npz_headers_read_shapes_without_the_data(tmp_path):
         "b": ((5,), "<i8"),
     }
     np.testing.assert_array_equal(np.asarray(headers["b"]), np.arange(5))
+
+
+def test_check_writable_probes_without_touching_outputs(tmp_path):
+    from pipeline.io import check_writable
+
+    existing = tmp_path / "out" / "model.npz"
+    existing.parent.mkdir()
+    existing.write_bytes(b"previous")
+    check_writable(existing, tmp_path / "new" / "deep" / "report.md")
+    assert existing.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["deep", "model.npz", "new", "out"]
+    blocked = tmp_path / "a-file"  # a directory cannot be made where a file is, even by root
+    blocked.write_text("x")
+    with pytest.raises(OSError, match=f"cannot write {blocked / 'x.json'}"):
+        check_writable(blocked / "x.json")
