@@ -361,6 +361,8 @@ class Tracker:
         plugin) would set process-wide environment, write to the user's home, or need an
         installed entry point; every text MLflow or we print is masked instead."""
         if self._client is None:
+            if self.remote:
+                self._probe_server()
             from mlflow import MlflowClient
 
             with store_creation_lock(self.uri), warnings.catch_warnings():
@@ -373,6 +375,24 @@ class Tracker:
                 self.experiment_id = self._experiment_id(client)
             self._client = client
         return self._client
+
+    def _probe_server(self) -> None:
+        """Fail at once when nothing listens (MLflow would retry a refused connection until
+        the deadline): one request to the server's ``/health``, without credentials; any
+        HTTP answer means the server is there."""
+        import urllib.error
+        import urllib.request
+
+        parts = urlsplit(self.uri)
+        base = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        try:
+            with urllib.request.urlopen(f"{base.rstrip('/')}/health", timeout=self.timeout):
+                pass
+        except urllib.error.HTTPError:
+            pass
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise ConnectionError(f"cannot reach the server: {reason}") from None
 
     def _experiment_id(self, client) -> str:
         from mlflow.exceptions import MlflowException

@@ -5,6 +5,7 @@ a store created safely by racing processes, deadlines against a silent server.""
 from __future__ import annotations
 
 import contextlib
+import http.server
 import os
 import signal
 import socket
@@ -380,35 +381,49 @@ def test_processes_racing_on_a_fresh_store_all_log(tmp_path):
     assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
 
 
-# --- a server that never answers -----------------------------------------------------------
+# --- servers that are not there, or never answer ------------------------------------------
 @contextlib.contextmanager
-def silent_server():
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    held, stop = [], threading.Event()
+def hanging_server(answer_health: bool):
+    """An HTTP server on 127.0.0.1 that answers ``/health`` (when ``answer_health``) and
+    holds every other request (MLflow's API calls) without answering."""
+    release = threading.Event()
 
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError, OSError):
-                held.append(listener.accept()[0])
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if answer_health and self.path == "/health":
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"OK")
+            else:
+                release.wait(60)
 
-    thread = threading.Thread(target=accept, daemon=True)
+        do_POST = do_GET
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield listener.getsockname()[1]
+        yield server.server_address[1]
     finally:
-        stop.set()
-        thread.join(timeout=5)
-        for connection in held:
-            connection.close()
-        listener.close()
+        release.set()
+        server.shutdown()
+        server.server_close()
 
 
-def test_silent_server_costs_one_timeout_and_a_masked_warning(capsys):
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("answer_health", [True, False], ids=["api-hangs", "all-hang"])
+def test_hanging_server_costs_one_timeout_and_a_masked_warning(capsys, answer_health):
     environment = dict(os.environ)
-    with silent_server() as port:
+    with hanging_server(answer_health) as port:
         tracker = Tracker(f"http://alice:{SECRET}@127.0.0.1:{port}", "x", timeout=1)
         started = time.monotonic()
         tracker.start("run")
@@ -417,13 +432,29 @@ def test_silent_server_costs_one_timeout_and_a_masked_warning(capsys):
         seconds = time.monotonic() - started
     err = capsys.readouterr().err
     assert seconds < 5 and not tracker.active
-    assert err.count("warning:") == 1 and f"alice:***@127.0.0.1:{port}" in err
-    assert SECRET not in err and dict(os.environ) == environment
+    assert err.count("warning:") == 1 and f"alice:***@127.0.0.1:{port}" in err, err
+    expected = "no answer within 1 s" if answer_health else "cannot reach the server"
+    assert expected in err and SECRET not in err
+    changed = {k for k in os.environ if os.environ.get(k) != environment.get(k)}
+    assert {k for k in changed if not k.startswith("_MLFLOW_TELEMETRY")} == set()
 
 
-def test_silent_server_with_on_error_fail_raises_a_masked_error():
-    with silent_server() as port:
-        tracker = Tracker(f"http://:{SECRET}@127.0.0.1:{port}", "x", on_error="fail", timeout=1)
-        with pytest.raises(TrackingError, match="no answer within 1 s") as raised:
-            tracker.start("run")
-    assert SECRET not in str(raised.value) and ":***@127.0.0.1" in str(raised.value)
+def test_closed_port_with_on_error_fail_raises_at_once_with_a_masked_error():
+    port = closed_port()
+    tracker = Tracker(f"http://:{SECRET}@127.0.0.1:{port}", "x", on_error="fail", timeout=30)
+    started = time.monotonic()
+    with pytest.raises(TrackingError, match="Connection refused") as raised:
+        tracker.start("run")
+    assert time.monotonic() - started < 10  # not the 30 s timeout
+    assert SECRET not in str(raised.value) and f":***@127.0.0.1:{port}" in str(raised.value)
+
+
+def test_evaluation_report_masks_passwords(tmp_path):
+    from pipeline.reports import write_evaluation_report
+
+    metrics = {"test_accuracy": 0.9, "test_loss": 0.3, "macro_f1": 0.9, "n_test": 10,
+               "epochs": 1, "n_train": 20}  # fmt: skip
+    summary = {"name": "mlp", "dataset": "digits", "store": f"postgresql://:{SECRET}@h/db"}
+    path = write_evaluation_report(tmp_path / "evaluation.md", metrics, {}, summary, {})
+    text = path.read_text()
+    assert SECRET not in text and "postgresql://:***@h/db" in text
