@@ -163,12 +163,10 @@ def skops_trusted_types() -> list[str]:
 def model_requirements() -> list[str]:
     """Pinned pip requirements of a logged model: our installed package (the model loads its
     classes from there, never from code inside the artifact) and what it imports."""
-    packages = ["numpy", "scipy", "scikit-learn", "skops"]
-    try:
-        own = importlib.metadata.distribution("pipeline")
-        packages.insert(0, own.metadata["Name"])
-    except importlib.metadata.PackageNotFoundError:  # running from a checkout, not installed
-        pass
+    # The distribution that installs our import package, whatever pyproject names it
+    # (none when running from a checkout that is not installed).
+    own = importlib.metadata.packages_distributions().get(__name__.split(".")[0], [])[:1]
+    packages = [*own, "numpy", "scipy", "scikit-learn", "skops"]
     return [f"{name}=={importlib.metadata.version(name)}" for name in packages]
 
 
