@@ -40,6 +40,9 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import numpy as np
 
 MAX_PARAM_LENGTH = 6000
+# pyproject's [project] name: the distribution a logged model requires (tests check that it
+# installs this package).
+DISTRIBUTION = "pipeline"
 # MLflow 3's UI opens an experiment on its runs (not the GenAI overview) when this tag says
 # the experiment is for model training (the values are MLflow's ExperimentKind enum).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -163,10 +166,11 @@ def skops_trusted_types() -> list[str]:
 def model_requirements() -> list[str]:
     """Pinned pip requirements of a logged model: our installed package (the model loads its
     classes from there, never from code inside the artifact) and what it imports."""
-    # The distribution that installs our import package, whatever pyproject names it
-    # (none when running from a checkout that is not installed).
-    own = importlib.metadata.packages_distributions().get(__name__.split(".")[0], [])[:1]
-    packages = [*own, "numpy", "scipy", "scikit-learn", "skops"]
+    packages = [DISTRIBUTION, "numpy", "scipy", "scikit-learn", "skops"]
+    try:
+        importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:  # a checkout that is not installed
+        packages.remove(DISTRIBUTION)
     return [f"{name}=={importlib.metadata.version(name)}" for name in packages]
 
 

@@ -110,6 +110,16 @@ def test_a_new_layer_is_trusted_without_editing_a_list():
     del new_layer
 
 
+def test_the_required_distribution_installs_this_package():
+    import importlib.metadata
+
+    from pipeline.tracking import DISTRIBUTION
+
+    files = {str(f) for f in importlib.metadata.distribution(DISTRIBUTION).files or []}
+    top_level = importlib.metadata.distribution(DISTRIBUTION).read_text("top_level.txt") or ""
+    assert "pipeline/__init__.py" in files or "pipeline" in top_level.split()
+
+
 def test_model_requirements_pin_the_installed_package():
     requirements = model_requirements()
     names = [r.split("==")[0] for r in requirements]
