@@ -25,6 +25,7 @@ import io
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -394,6 +395,8 @@ class Tracker:
             pass
         except (urllib.error.URLError, OSError) as err:
             reason = getattr(err, "reason", err)
+            if isinstance(reason, ssl.SSLError):
+                return  # it answered; certificates are MLflow's business (its TLS settings)
             raise ConnectionError(f"cannot reach the server: {reason}") from None
 
     def _experiment_id(self, client) -> str:
