@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 from pipeline.artifacts import atomic_path, write_text  # noqa: E402
+from pipeline.tracking import mask_secrets  # noqa: E402
 
 
 def save_figure(fig, path: str | os.PathLike) -> Path:
@@ -113,7 +114,8 @@ def write_evaluation_report(
     model_summary: dict,
     plots: dict[str, Path | None],
 ) -> Path:
-    """``reports/evaluation.md``: headline figures, per-class table, the plots inline."""
+    """``reports/evaluation.md``: headline figures, per-class table, the plots inline; any
+    password in a URL among the values is masked."""
     path = Path(path)
     rel = {k: os.path.relpath(v, path.parent) for k, v in plots.items() if v is not None}
     parts = [
@@ -174,7 +176,7 @@ def write_evaluation_report(
         parts += ["## Confusion matrix", "", f"![confusion matrix]({rel['confusion_matrix']})", ""]
     if "misclassified" in rel:
         parts += ["## Misclassified images", "", f"![misclassified]({rel['misclassified']})", ""]
-    write_text(path, "\n".join(parts))
+    write_text(path, mask_secrets("\n".join(parts)))
     return path
 
 

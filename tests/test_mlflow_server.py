@@ -71,13 +71,13 @@ def mlflow_server(tmp_path_factory):
         proc.kill()
 
 
-def test_train_and_evaluate_log_to_a_tracking_server(mlflow_server, tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", os.environ.get("CI_MLFLOW_TIMEOUT", "30"))
+def test_train_and_evaluate_log_to_a_tracking_server(mlflow_server, tmp_path):
+    timeout = os.environ.get("CI_MLFLOW_TIMEOUT", "30")
     cfg = compose_config(
         stage_overrides(
             tmp_path, "data=digits", "augment=none", "model=mlp", "train.epochs=3",
             "tracking=server", f"tracking.uri={mlflow_server}", "tracking.experiment=server-test",
-            "train.use_search=false",
+            "train.use_search=false", f"tracking.timeout={timeout}",
         )
     )  # fmt: skip
     prepare.run(cfg)
@@ -89,6 +89,11 @@ def test_train_and_evaluate_log_to_a_tracking_server(mlflow_server, tmp_path, mo
     params = {p["key"]: p["value"] for p in run["data"]["params"]}
     metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
     assert run["info"]["status"] == "FINISHED"
+    experiment = get_json(
+        f"{mlflow_server}/api/2.0/mlflow/experiments/get?experiment_id={run['info']['experiment_id']}"
+    )["experiment"]
+    kind = {t["key"]: t["value"] for t in experiment.get("tags", [])}.get("mlflow.experimentKind")
+    assert kind == "custom_model_development"  # MLflow 3's UI opens on the runs
     assert params["model.name"] == "mlp" and params["train.epochs"] == "3"
     assert 0.8 <= metrics["test_accuracy"] <= 1.0 and "val_accuracy" in metrics
     history = get_json(
@@ -101,5 +106,9 @@ def test_train_and_evaluate_log_to_a_tracking_server(mlflow_server, tmp_path, mo
     # MLflow 3 keeps models beside the run's artifacts ("logged models"), linked to the run.
     mlflow.set_tracking_uri(mlflow_server)
     model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    assert model.metadata.run_id == run_id  # the model is the run's output
+    local = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model"))
+    files = [p.name for p in local.rglob("*") if p.is_file()]
+    assert "MLmodel" in files and not [f for f in files if f.endswith(".py")], files
     X = np.zeros((2, 64), dtype=np.float32)
     np.testing.assert_array_equal(model.predict(X), load_model(cfg.paths.model).predict(X))

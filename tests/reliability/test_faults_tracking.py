@@ -459,3 +459,32 @@ def test_search_storage_password_is_masked(data_root, tmp_path):
         assert not [text for text in texts if plain in text], found.info.run_name
     parent = next(r for r in runs if r.data.tags.get("dvc_stage") == "search")
     assert ":***@" in parent.data.params["search.storage"]
+
+
+# --- a training process killed: its run must not stay RUNNING forever ----------------------
+def test_run_of_a_killed_train_is_closed_by_the_next_stage(data_root, tmp_path):
+    """SIGKILL leaves the run RUNNING (no atexit runs); the next train or search calls
+    ``Tracker.close_stale_runs``, which marks it KILLED: its owner pid is gone."""
+    from pipeline.tracking import Tracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = start_train(
+        data_root, tmp_path, f"tracking.uri={uri}", "tracking.experiment=killed", epochs=LONG
+    )
+    client = MlflowClient(uri)
+    deadline = time.monotonic() + 120
+    run_id = None
+    while time.monotonic() < deadline and run.process.poll() is None and run_id is None:
+        with contextlib.suppress(Exception):
+            experiment = client.get_experiment_by_name("killed")
+            for found in client.search_runs([experiment.experiment_id]):
+                if len(client.get_metric_history(found.info.run_id, "train_loss")) >= 3:
+                    run_id = found.info.run_id
+        time.sleep(0.2)
+    run.process.kill()
+    run.wait()
+    assert run_id is not None, run.describe()
+    assert client.get_run(run_id).info.status == "RUNNING"
+    assert Tracker(uri, "killed").close_stale_runs() == [run_id]
+    killed = client.get_run(run_id)
+    assert killed.info.status == "KILLED" and "is gone" in killed.data.tags["nndl.closed_because"]
