@@ -19,8 +19,14 @@ from omegaconf import DictConfig
 from pipeline.config import stage_main
 from pipeline.config.files import AugmentedMeta, RunFile, read_checked, read_history
 from pipeline.errors import ConfigError
-from pipeline.io import ArtifactError, check_writable, write_json, write_text
-from pipeline.tracking import TrackingError, git_commit, tracker_from_config
+from pipeline.io import ArtifactError, check_writable, file_checksum, write_json, write_text
+from pipeline.tracking import (
+    Registration,
+    TrackingError,
+    git_commit,
+    registered_model_name,
+    tracker_from_config,
+)
 
 
 def training_set_size(cfg: DictConfig, meta: dict) -> int:
@@ -110,16 +116,25 @@ def run(cfg: DictConfig) -> dict:
     write_text(reports_dir / "predictions.csv", predictions_csv(test.y, y_pred))
     reports.write_evaluation_report(paths.evaluation, metrics, per_class_rows, model_summary, plots)
 
-    _log_to_mlflow(cfg, run_id, metrics, plots)
+    registration = _log_to_mlflow(cfg, run_id, metrics, plots, meta["dataset"])
     print(
         f"test accuracy {metrics['test_accuracy']:.4f} on {metrics['n_test']} images "
         f"-> {paths.metrics}, {paths.evaluation}"
     )
+    if registration is not None and registration.version is not None:
+        print(
+            f"registered {registration.name} version {registration.version}; champion: "
+            f"version {registration.champion} ({registration.reason})"
+        )
     return metrics
 
 
-def _log_to_mlflow(cfg: DictConfig, run_id: str | None, metrics: dict, plots: dict) -> None:
-    """Continue train's run (or start one if train was not tracked) and log the results."""
+def _log_to_mlflow(
+    cfg: DictConfig, run_id: str | None, metrics: dict, plots: dict, dataset: str
+) -> Registration | None:
+    """Continue train's run (or start one if train was not tracked), log the results, and
+    register the run's model (``nndl-<model>-<dataset>``): the ``champion`` alias moves to
+    it only when it beats the champion on the same test split."""
     tracker = tracker_from_config(cfg)
     tracker.start(
         run_name=f"{cfg.model.name}-evaluate",
@@ -134,7 +149,16 @@ def _log_to_mlflow(cfg: DictConfig, run_id: str | None, metrics: dict, plots: di
             tracker.log_artifact(path, "plots")
     for name in ("evaluation.md", "classification_report.json", "metrics.json"):
         tracker.log_artifact(Path(cfg.paths.reports) / name, "reports")
+    registration = None
+    if run_id is not None and cfg.tracking.log_model:  # train logged a model into this run
+        registration = tracker.register_champion(
+            registered_model_name(cfg.model.name, dataset),
+            "test_accuracy",
+            metrics["test_accuracy"],
+            file_checksum(Path(cfg.paths.prepared) / "test.npz"),
+        )
     tracker.end()
+    return registration
 
 
 def main() -> None:

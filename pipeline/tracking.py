@@ -138,30 +138,12 @@ def git_commit() -> str:
 
 # --- what a logged model trusts and needs ----------------------------------------------------
 def skops_trusted_types() -> list[str]:
-    """Every class of ours a fitted estimator may hold, from the registries of activations,
-    costs and layers (a new layer is trusted by being a :class:`~pipeline.nn.Layer`). skops
+    """Every class of ours a fitted estimator may hold (:func:`estimators.trusted_types`:
+    found from the class hierarchies of estimators, activations, costs and layers); skops
     refuses to load any other type (see README, "Trust model")."""
-    from sklearn.base import BaseEstimator
+    from pipeline.estimators import trusted_types
 
-    from pipeline import estimators, nn
-
-    def subclasses(cls: type) -> list[type]:
-        return [c for s in cls.__subclasses__() for c in (s, *subclasses(s))]
-
-    classes = [
-        *(
-            c
-            for c in subclasses(BaseEstimator)
-            if c.__module__ == estimators.__name__ and not c.__name__.startswith("_")
-        ),
-        nn.Network,
-        nn.Regularizer,
-        *nn.ACTIVATIONS.values(),
-        *nn.COSTS.values(),
-        *subclasses(nn.Layer),
-    ]
-    names = {f"{c.__module__}.{c.__qualname__}" for c in classes}
-    return sorted(name for name in names if name.startswith("pipeline."))
+    return trusted_types()
 
 
 def model_requirements() -> list[str]:
@@ -619,9 +601,11 @@ class Tracker:
                 return Registration(name, None, None, False, "the run logged no model")
             with store_creation_lock(self.uri):  # one comparison-and-move at a time
                 _ensure_registered_model(client, name)
+                # The logged model's own artifact location: a "models:/<id>" source would be
+                # resolved through MLflow's process-wide tracking URI, not this client's.
                 version = client.create_model_version(
                     name,
-                    source=f"models:/{model_id}",
+                    source=client.get_logged_model(model_id).artifact_location,
                     run_id=self.run_id,
                     tags={metric: repr(float(value)), TEST_CHECKSUM_TAG: test_checksum},
                     model_id=model_id,

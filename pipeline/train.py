@@ -78,6 +78,7 @@ def run(cfg: DictConfig) -> dict:
             "params_source": params_source,
         },
     )
+    tracker.close_stale_runs()  # runs of trainings that were killed (SIGKILL) end KILLED
     tracker.log_config(cfg)
 
     history: list[dict] = []

@@ -79,6 +79,19 @@ def test_one_mlflow_run_holds_train_and_evaluate(trained):
     assert {"plots", "reports", "weights"} <= artifacts
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert "plots/learning_curves.png" in plots
+    assert run.data.tags["params_source"] == "config"  # train.use_search=false
+
+
+def test_evaluate_registers_the_model_as_champion(trained):
+    cfg, summary, metrics = trained
+    client = MlflowClient(tracking_uri=cfg.tracking.uri, registry_uri=cfg.tracking.uri)
+    champion = client.get_model_version_by_alias("nndl-mlp-digits", "champion")
+    assert champion.run_id == summary["run_id"]
+    assert float(champion.tags["test_accuracy"]) == pytest.approx(metrics["test_accuracy"])
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    model = mlflow.sklearn.load_model("models:/nndl-mlp-digits@champion")
+    X = np.random.default_rng(1).random((4, 64)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(X), load_model(cfg.paths.model).predict(X))
 
 
 def test_logged_model_loads_as_pyfunc_and_as_sklearn(trained):
