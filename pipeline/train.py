@@ -65,10 +65,16 @@ def searched_params(cfg: DictConfig) -> dict:
             f"{path}: not found; run `python -m pipeline.search` first, or train without it: "
             "train.use_search=false"
         )
-    document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not isinstance(document, dict) or not isinstance(document.get("params"), dict):
-        raise ArtifactError(f"{path}: expected a mapping with a `params` mapping")
-    return document["params"]
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ArtifactError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from None
+    fragment = document.get("config") if isinstance(document, dict) else None
+    groups = [fragment.get(g, {}) for g in ("train", "model")] if isinstance(fragment, dict) else []
+    if not groups or not all(isinstance(g, dict) for g in groups):
+        raise ArtifactError(f"{path}: expected a mapping with a `config` mapping of train/model")
+    # Until train merges `config` onto the composed config: its values as estimator overrides.
+    return {**groups[0], **groups[1]}
 
 
 def run(cfg: DictConfig) -> dict:
