@@ -30,11 +30,8 @@ class OptunaVersionError(RuntimeError):
 
 def check_version(version: str = optuna.__version__) -> None:
     """Raise unless ``version``'s major is one of :data:`KNOWN_MAJORS`."""
-    try:
-        major = int(version.split(".")[0])
-    except ValueError:
-        raise OptunaVersionError(f"optuna {version!r}: cannot read the major version") from None
-    if major not in KNOWN_MAJORS:
+    major = version.split(".")[0]
+    if not (major.isdigit() and int(major) in KNOWN_MAJORS):
         raise OptunaVersionError(
             f"optuna {version}: pipeline/search/optuna_compat.py knows Optuna "
             f"{', '.join(f'{m}.x' for m in KNOWN_MAJORS)} only; install optuna "
