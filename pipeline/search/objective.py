@@ -41,6 +41,10 @@ class Objective:
         if limit and limit < len(rows):
             rows = np.sort(np.random.default_rng(cfg.seed).choice(rows, int(limit), replace=False))
         self.X, self.y = train.X[rows], train.y[rows]
+        # The book's L2 term is (lambda / 2n) sum w^2: on n' < n rows the same lambda would
+        # decay weights n/n' times harder. Trials use lambda n'/n, so a searched lambda
+        # means what it will mean when train fits all n rows.
+        self.penalty_scale = len(rows) / len(train.y)
         self.val = val
         self.image_shape = train.image_shape
 
@@ -53,6 +57,10 @@ class Objective:
             warnings.filterwarnings("ignore", "Fixed parameter .* out of range", UserWarning)
             values = suggest(trial, self.space)
         overrides = {"epochs": int(self.cfg.search.epochs), **estimator_overrides(values, self.cfg)}
+        if self.penalty_scale < 1:
+            for name in ("l2", "l1"):
+                configured = overrides.get(name, self.cfg.train.get(name, 0.0))
+                overrides[name] = float(configured) * self.penalty_scale
         estimator = build_estimator(self.cfg, self.image_shape, overrides)
         baseline = bool(trial.user_attrs.get(BASELINE_ATTR))
         run_id = None

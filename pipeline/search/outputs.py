@@ -202,7 +202,7 @@ def plot_history(trials: list[FrozenTrial], ylabel: str):
 def plot_slices(trials: list[FrozenTrial], ylabel: str):
     """The metric against each parameter, one panel each, log axes where searched so."""
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import LogLocator, MaxNLocator
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     names = sorted({n for t in complete for n in t.params})
@@ -218,7 +218,13 @@ def plot_slices(trials: list[FrozenTrial], ylabel: str):
                             cmap="viridis", s=22)  # fmt: skip
         if getattr(dist, "log", False):
             ax.set_xscale("log")
-            ax.xaxis.set_major_locator(LogLocator(numticks=4))
+            decades = np.log10(max(xs) / min(xs)) if min(xs) > 0 else 0
+            subs = (1.0,) if decades > 1.5 else (1.0, 2.0, 5.0)  # 3-6 labelled ticks
+            ax.xaxis.set_major_locator(LogLocator(subs=subs, numticks=12))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())  # 4x10^-2 labels overlap
+        elif hasattr(dist, "choices") and all(isinstance(c, int | float) for c in dist.choices):
+            ax.set_xticks(sorted(dist.choices))
         elif isinstance(xs[0], int | float):
             ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
         ax.set_xlabel(label(name))

@@ -67,6 +67,7 @@ class Progress:
         self.thread = threading.Thread(target=self._loop, name="search-progress", daemon=True)
         self.bar: tqdm | None = None
         self.study: optuna.Study | None = None
+        self.postfix: dict[str, str] = {}
 
     def __enter__(self) -> Progress:
         self.study = self.open_study()
@@ -110,6 +111,9 @@ class Progress:
         postfix = {}
         if complete:
             postfix["best"] = f"{max(t.value for t in complete):.4f}"
-        if self.deadline is not None:
-            postfix["time left"] = format_seconds(max(0.0, self.deadline - time.time()))
-        self.bar.set_postfix(postfix, refresh=True)
+        if self.deadline is not None:  # to 10 s
+            left = max(0.0, self.deadline - time.time())
+            postfix["time left"] = format_seconds(10 * round(left / 10))
+        if postfix != self.postfix:  # redraw on news only (quiet in a log file)
+            self.postfix = postfix
+            self.bar.set_postfix(postfix, refresh=True)

@@ -8,7 +8,9 @@ Three ways to know a RUNNING trial's worker is gone:
   trial and its first heartbeat, which Optuna never considers stale;
 - the worker's identity (host, pid, process start time; a user attribute every trial gets
   as its first step): on this host, a trial whose process is gone is failed at once. This
-  is how a journal storage, which has no heartbeats, recovers at all.
+  is how a journal storage, which has no heartbeats, recovers at all; and a file storage
+  (SQLite, journal) fails at once a RUNNING trial with no identity, since every process
+  creates and marks its trial under the budget lock the recovering process holds.
 
 A failed trial is retried with the same parameters (``failed_trial``/``retry_history``
 system attributes, up to ``search.max_retry`` times), also when its worker was killed after
@@ -27,7 +29,7 @@ from omegaconf import DictConfig
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.search import optuna_compat as compat
-from pipeline.search.study import retry_callback
+from pipeline.search.study import retry_callback, storage_file
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 WORKER_ATTR = "worker"
@@ -81,20 +83,18 @@ def recover_abandoned_trials(study: optuna.Study, cfg: DictConfig) -> list[int]:
     grace = float(cfg.search.grace_period)
     started_before = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=grace)
     abandoned = set(compat.running_without_heartbeat(study, started_before))
+    # A file storage is shared by the processes of one host, and all of them create a
+    # trial and mark it as theirs under the budget lock we hold: a trial without a mark
+    # lost its worker in between.
+    one_host = storage_file(cfg) is not None
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         state = worker_state(trial.user_attrs.get(WORKER_ATTR))
-        no_identity = WORKER_ATTR not in trial.user_attrs
-        old = trial.datetime_start is not None and trial.datetime_start < _local(started_before)
-        if state == "gone" or (no_identity and old and not compat.has_heartbeats(study)):
+        unmarked = WORKER_ATTR not in trial.user_attrs
+        if state == "gone" or (unmarked and one_host):
             abandoned.add(trial.number)
     failed = [n for n in sorted(abandoned) if compat.fail_trial(study, n)]
     retry_unretried(study, cfg)
     return failed
-
-
-def _local(utc_naive: datetime) -> datetime:
-    """Optuna's FrozenTrial.datetime_start is naive local time."""
-    return utc_naive.replace(tzinfo=UTC).astimezone().replace(tzinfo=None)
 
 
 def retry_unretried(study: optuna.Study, cfg: DictConfig) -> None:
