@@ -11,7 +11,7 @@ from pipeline.search.space import (
     check_names,
     check_space,
     configured_values,
-    with_configured_choices,
+    including_configured,
 )
 
 SEARCH_KEYS = {
@@ -50,7 +50,7 @@ def validate_settings(cfg: DictConfig) -> dict[str, dict]:
                         else 1 if key == "min_resource" else 0)  # fmt: skip
     space = check_space(s["space"])
     check_names(cfg, space)
-    return with_configured_choices(space, configured_values(cfg, space))
+    return including_configured(space, configured_values(cfg, space))
 
 
 def epoch_budget(cfg: DictConfig, space: dict[str, dict]) -> int:

@@ -94,15 +94,46 @@ def configured_values(cfg: DictConfig, space: Mapping[str, dict]) -> dict[str, A
     return values
 
 
-def with_configured_choices(space: Mapping[str, dict], baseline: Mapping[str, Any]):
-    """The space with each configured value added to its dimension's ``choices`` (a
-    baseline outside a range is used as it is; outside a choice list Optuna refuses it)."""
+def including_configured(space: Mapping[str, dict], baseline: Mapping[str, Any]):
+    """The space widened to hold each configured value (added to ``choices``, or a range
+    stretched to it): the baseline trial is a point of the study's space, so Optuna can
+    also queue it again when its worker dies. A value a log range cannot hold (<= 0) is
+    left out of the baseline instead (see :func:`baseline_values`)."""
     widened = {}
     for name, spec in space.items():
-        if "choices" in spec and baseline[name] not in spec["choices"]:
-            spec = {"choices": [*spec["choices"], baseline[name]]}
+        value = baseline.get(name)
+        if "choices" in spec:
+            if value not in spec["choices"]:
+                spec = {"choices": [*spec["choices"], value]}
+        elif _fits_range(spec, value):
+            kind = int if isinstance(spec["low"], int) and isinstance(spec["high"], int) else float
+            low, high = kind(min(spec["low"], value)), kind(max(spec["high"], value))
+            spec = {**spec, "low": low, "high": high}
         widened[name] = spec
     return widened
+
+
+def _fits_range(spec: dict, value: Any) -> bool:
+    """Can this range be stretched to ``value`` (a number of its kind, > 0 on a log scale)?"""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    ints = isinstance(spec["low"], int) and isinstance(spec["high"], int)
+    return (not ints or isinstance(value, int)) and (value > 0 or not spec["log"])
+
+
+def baseline_values(cfg: DictConfig, space: Mapping[str, dict]) -> dict[str, Any]:
+    """The baseline trial's parameters: the configured values the space holds."""
+    values = configured_values(cfg, space)
+    return {
+        name: value
+        for name, value in values.items()
+        if ("choices" in space[name] and value in space[name]["choices"])
+        or (
+            "choices" not in space[name]
+            and _fits_range(space[name], value)
+            and space[name]["low"] <= value <= space[name]["high"]
+        )
+    }
 
 
 def estimator_overrides(values: Mapping[str, Any], cfg: DictConfig) -> dict[str, Any]:

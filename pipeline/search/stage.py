@@ -29,7 +29,7 @@ from pipeline.search.outputs import write_outputs
 from pipeline.search.progress import Progress
 from pipeline.search.recovery import n_finished, running
 from pipeline.search.settings import validate_settings
-from pipeline.search.space import configured_values
+from pipeline.search.space import baseline_values
 from pipeline.search.study import create_study, file_lock, lock_path
 from pipeline.search.workers import StudyIncomplete, TrialsFailing, run_workers
 from pipeline.tracking import TrackingError, git_commit, mask_secrets, tracker_from_config
@@ -40,7 +40,7 @@ def enqueue_baseline(study: optuna.Study, cfg: DictConfig, space: dict) -> None:
     several searches starting together exactly one enqueues it)."""
     with file_lock(lock_path(cfg, study.study_name)):
         if not study.get_trials(deepcopy=False):
-            study.enqueue_trial(configured_values(cfg, space), user_attrs={BASELINE_ATTR: True})
+            study.enqueue_trial(baseline_values(cfg, space), user_attrs={BASELINE_ATTR: True})
 
 
 def parent_run_key(cfg: DictConfig) -> str:

@@ -34,6 +34,7 @@ def sqlite_study(tmp_path):
     return optuna.create_study(storage=storage, study_name="compat")
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 def test_storage_access_and_heartbeats(sqlite_study):
     study = sqlite_study
     assert isinstance(compat.backend_of(study), RDBStorage)
@@ -50,6 +51,7 @@ def test_storage_access_and_heartbeats(sqlite_study):
     assert compat.running_without_heartbeat(study, earlier) == []
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 def test_fail_trial_and_optunas_stale_check(sqlite_study):
     study = sqlite_study
     first, second = study.ask(), study.ask()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import optuna
@@ -14,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import augment, prepare, search
 from pipeline.config import compose_config
-from pipeline.search.space import check_space
+from pipeline.search.space import check_space, including_configured, suggest
 from tests.conftest import stage_overrides
 from tests.environ import child_environment
 
@@ -138,3 +139,31 @@ def test_check_space_names_the_key(space, message):
 
     with pytest.raises(ConfigError, match=message):
         check_space(space)
+
+
+def test_the_space_holds_the_configured_values_so_a_crashed_baseline_can_be_retried():
+    space = {
+        "learning_rate": {"low": 0.03, "high": 0.3, "log": True},
+        "batch_size": {"choices": [10, 20]},
+        "hidden_units": {"low": 30, "high": 60, "log": False},
+        "l2": {"low": 0.01, "high": 1.0, "log": True},
+    }
+    configured = {"learning_rate": 0.5, "batch_size": 30, "hidden_units": 100, "l2": 0.0}
+    widened = including_configured(space, configured)
+    assert widened["learning_rate"] == {"low": 0.03, "high": 0.5, "log": True}
+    assert widened["batch_size"] == {"choices": [10, 20, 30]}
+    assert widened["hidden_units"] == {"low": 30, "high": 100, "log": False}
+    assert widened["l2"] == space["l2"]  # 0 has no place on a log scale: not stretched
+
+    study = optuna.create_study()
+    study.enqueue_trial({k: v for k, v in configured.items() if k != "l2"})
+    trial = study.ask()
+    values = suggest(trial, widened)
+    assert {k: values[k] for k in ("learning_rate", "batch_size", "hidden_units")} == {
+        "learning_rate": 0.5, "batch_size": 30, "hidden_units": 100,
+    }  # fmt: skip
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.RetryHeartbeatStaleTrialCallback()(study, study.trials[-1])
+    assert study.trials[-1].state.name == "WAITING"  # the retry is a valid trial
