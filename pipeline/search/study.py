@@ -109,12 +109,11 @@ def study_name(cfg: DictConfig) -> str:
     }
     for key in ("n_trials", "timeout", "workers", "storage", "study_name", "threads"):
         relevant["search"].pop(key, None)  # how long or where, not what is searched
-    # Train settings that the trials replace (the searched ones, the epoch budget) or that
-    # do not change what a trial learns.
-    replaced = {*cfg.search.space, "epochs", "use_search", "threads", "track_gradient_norms"}
-    relevant["train"] = {k: v for k, v in relevant["train"].items() if k not in replaced}
-    if "hidden_units" in cfg.search.space:
-        relevant["model"].pop("hidden_layer_sizes", None)
+    # Train settings that do not change what a trial learns (search.epochs replaces the
+    # epochs). The configured values of searched dimensions stay: they are trial 0.
+    ignored = {"use_search", "threads", "track_gradient_norms"}
+    ignored |= set() if "epochs" in cfg.search.space else {"epochs"}
+    relevant["train"] = {k: v for k, v in relevant["train"].items() if k not in ignored}
     relevant["seed"] = cfg.seed
     digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
     return f"{cfg.model.name}-{cfg.data.name}-{digest}"
