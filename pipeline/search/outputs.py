@@ -108,7 +108,7 @@ def summary_markdown(cfg, study, best: FrozenTrial, baseline: FrozenTrial | None
         if trial is None:
             lines.append(f"| {role} | - |" + " - |" * (len(names) + 2))
             continue
-        values = " | ".join(str(trial.params.get(n, "-")) for n in names)
+        values = " | ".join(_short(trial.params.get(n, "-")) for n in names)
         lines.append(
             f"| {role} | {trial.number} | {values} | {trial.user_attrs.get('epochs', '-')} "
             f"| {trial.value:.4f} |"
@@ -173,6 +173,10 @@ def relabel(figure, ylabel: str) -> None:
         ax.tick_params(labelsize=8)
         if ax.get_title().startswith("Contour"):
             ax.set_title(f"{ylabel} over η and λ")
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _percent(value: float | None) -> float:
