@@ -167,3 +167,18 @@ def test_the_space_holds_the_configured_values_so_a_crashed_baseline_can_be_retr
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.RetryHeartbeatStaleTrialCallback()(study, study.trials[-1])
     assert study.trials[-1].state.name == "WAITING"  # the retry is a valid trial
+
+
+def test_a_trial_running_where_no_one_can_see_ends_the_search_with_its_name(digits_root):
+    """Journal storage (no heartbeats), a RUNNING trial of a process on another host: the
+    search runs the rest of the budget, waits a grace period, then names it and exits."""
+    journal = f"journal://{digits_root / 'elsewhere.log'}"
+    args = overrides(digits_root, "search.n_trials=2", "tracking=off", "search.grace_period=1",
+                     f"search.storage={journal}", "search.study_name=elsewhere")  # fmt: skip
+    cfg = compose_config([a for a in args if not a.startswith("search.storage=sqlite")])
+    trial = search.create_study(cfg).ask()
+    trial.set_user_attr("worker", {"host": "another-host", "pid": 4242, "start": 1})
+    with pytest.raises(search.StudyIncomplete, match=r"1 of 2 trials finished.*trial 0 "
+                       r"\(host another-host pid 4242.*rerun there"):  # fmt: skip
+        search.run(cfg)
+    assert [t.state.name for t in load(cfg).trials] == ["RUNNING", "COMPLETE"]
