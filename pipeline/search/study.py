@@ -157,9 +157,8 @@ def create_study(
                     storage=make_storage(cfg), study_name=name, direction="maximize",
                     load_if_exists=True, sampler=sampler, pruner=pruner,
                 )  # fmt: skip
-            except ConfigError:
-                raise
-            except Exception:
+            except Exception:  # ConfigError too: SQLite may be busy while a killed
+                # process's transaction is rolled back; the last attempt's error is raised
                 if attempt == 3:
                     raise
                 time.sleep(0.25 * 2**attempt)
