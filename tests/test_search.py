@@ -65,8 +65,6 @@ def test_search_prunes_and_train_takes_the_best_params(digits_root):
         search_overrides(
             digits_root,
             "search.n_trials=8",
-            "search.pruner.n_startup_trials=2",
-            "search.pruner.n_warmup_steps=0",
             "search.space.learning_rate.low=0.001",  # some hopeless trials to prune
         )
     )
@@ -80,12 +78,16 @@ def test_search_prunes_and_train_takes_the_best_params(digits_root):
     assert summary["epochs_trained"] == sum(len(t.intermediate_values) for t in study.trials)
 
     best = yaml.safe_load(Path(cfg.paths.best_params).read_text())
-    assert best["trial"] == study.best_trial.number
-    assert best["params"] == study.best_trial.params
-    assert set(best["params"]) == {"learning_rate", "l2", "batch_size"}
+    assert best["trial"] == study.best_trial.number and best["value"] == study.best_value
+    searched = best["config"]["train"]
+    assert {k: searched[k] for k in study.best_trial.params} == study.best_trial.params
+    assert set(searched) == {"learning_rate", "l2", "batch_size", "epochs"}
+    assert searched["epochs"] == study.best_trial.user_attrs["epochs"]
+    assert "model" not in best["config"]  # hidden_units not searched
     trials_csv = (Path(cfg.paths.search) / "trials.csv").read_text().splitlines()
     assert len(trials_csv) == 1 + 8 and "PRUNED" in "".join(trials_csv)
-    for plot in ("optimization_history", "param_importances", "contour", "intermediate_values"):
+    for plot in ("optimization_history", "param_importances", "contour", "intermediate_values",
+                 "slice"):  # fmt: skip
         assert (Path(cfg.paths.search) / "plots" / f"{plot}.png").is_file()
 
     train_cfg = compose_config(
@@ -93,8 +95,8 @@ def test_search_prunes_and_train_takes_the_best_params(digits_root):
     )
     train.run(train_cfg)
     model = load_model(train_cfg.paths.model)
-    assert model.get_params()["learning_rate"] == best["params"]["learning_rate"]
-    assert model.get_params()["batch_size"] == best["params"]["batch_size"]
+    assert model.get_params()["learning_rate"] == searched["learning_rate"]
+    assert model.get_params()["batch_size"] == searched["batch_size"]
 
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
     experiment = client.get_experiment_by_name(cfg.tracking.experiment)
@@ -106,11 +108,17 @@ def test_search_prunes_and_train_takes_the_best_params(digits_root):
     assert len(children) == 8
     assert {c.data.tags["state"] for c in children} == {"COMPLETE", "PRUNED"}
     assert all(float(c.data.tags["duration_s"]) > 0 for c in children)
-    pruned = next(c for c in children if c.data.tags["state"] == "PRUNED")
-    assert pruned.info.status == "KILLED" and "pruned after epoch" in pruned.data.tags["reason"]
+    # Pruned trials: filterable by tag, with a status text (the run's note).
+    pruned = client.search_runs(
+        [experiment.experiment_id], "tags.state = 'PRUNED' and tags.pruned = 'true'"
+    )
+    assert len(pruned) == counts["PRUNED"]
+    for run in pruned:
+        assert run.info.status == "KILLED" and "pruned after epoch" in run.data.tags["reason"]
+        assert run.data.tags["mlflow.note.content"].startswith("PRUNED: pruned after epoch")
     assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
     assert parent.data.metrics["n_pruned"] == counts["PRUNED"]
-    assert parent.data.params["best.learning_rate"] == str(best["params"]["learning_rate"])
+    assert parent.data.metrics["best.learning_rate"] == pytest.approx(searched["learning_rate"])
     history = client.get_metric_history(children[0].info.run_id, "val_accuracy")
     assert [m.step for m in history] == list(range(1, len(history) + 1))
 
@@ -135,6 +143,7 @@ def test_diverging_trials_are_pruned_with_their_reason(digits_root):
             "search.n_trials=2",
             "tracking=off",
             "model.activation=relu",
+            "train.learning_rate=3e29",  # the baseline trial diverges too
             "search.space.learning_rate.low=1e29",
             "search.space.learning_rate.high=1e30",
             "search.pruner.name=none",
@@ -150,14 +159,18 @@ def test_diverging_trials_are_pruned_with_their_reason(digits_root):
 def test_trials_failing_in_a_row_stop_the_search_with_the_reason(digits_root):
     cfg = compose_config(
         search_overrides(
-            digits_root, "search.n_trials=20", "tracking=off", "search.space.batch_size.choices=[0]"
+            digits_root,
+            "search.n_trials=20",
+            "tracking=off",
+            "model=cnn",
+            "model.conv_layers=[[2,9,1]]",  # a 9x9 kernel on 8x8 digits: every trial fails
         )
     )
-    with pytest.raises(search.TrialsFailing, match="5 trials in a row failed.*batch_size"):
+    with pytest.raises(search.TrialsFailing, match="5 trials in a row failed.*9x9 kernel"):
         search.run(cfg)
     study = study_of(cfg)
     assert states(study)["FAIL"] == 5
-    assert all("batch_size" in t.user_attrs["reason"] for t in study.trials)
+    assert all("9x9 kernel" in t.user_attrs["reason"] for t in study.trials)
 
 
 @pytest.mark.parametrize(
@@ -173,11 +186,9 @@ def test_trials_failing_in_a_row_stop_the_search_with_the_reason(digits_root):
 )
 def test_bad_search_config_names_the_key(digits_root, tmp_path, override, key):
     extra = ["+search.space.epochs={low: 1, high: 3}"] if "epochs" in override else []
-    cfg = compose_config(search_overrides(tmp_path, *extra, override, "tracking=off"))
-    cfg.paths.prepared = str(digits_root / "data" / "prepared")
-    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        search.run(cfg)
-    assert not (tmp_path / "optuna.db").exists() or not Path(cfg.paths.best_params).exists()
+    with pytest.raises(ConfigError, match="^" + key.replace(".", r"\.")):
+        compose_config(search_overrides(tmp_path, *extra, override, "tracking=off"))
+    assert list(tmp_path.iterdir()) == []  # checked before anything is created
 
 
 def test_unreachable_storage_is_a_clear_error(digits_root):

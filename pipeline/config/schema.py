@@ -240,20 +240,22 @@ class SamplerConfig:
 
 @dataclass
 class PrunerConfig:
-    name: PrunerName = PrunerName.median
-    n_startup_trials: int = bounded(3, ge=0)
-    n_warmup_steps: int = bounded(1, ge=0)
+    name: PrunerName = PrunerName.successive_halving
+    min_resource: int = bounded(1, ge=1)  # epochs every trial gets (multi-fidelity pruners)
+    reduction_factor: int = bounded(3, ge=2)
+    n_startup_trials: int = bounded(3, ge=0)  # median only
+    n_warmup_steps: int = bounded(1, ge=0)  # median only
 
 
 @dataclass
 class SearchConfig:
-    n_trials: int = bounded(12, ge=1)
+    n_trials: int = bounded(10, ge=1)
     timeout: float | None = bounded(None, gt=0)
     workers: int = bounded(2, ge=1)
     storage: str = "sqlite:///optuna.db"
     study_name: str | None = None
     metric: Metric = Metric.val_accuracy
-    epochs: int = bounded(4, ge=1)
+    epochs: int = bounded(10, ge=1)
     max_train_samples: int | None = bounded(None, ge=1)
     threads: int = bounded(1, ge=1)
     # Dimensions ({low, high[, log]} or {choices}); their rules are the search's own

@@ -224,9 +224,9 @@ def _model(model: dict) -> None:
 
 
 def _search(search: dict) -> None:
-    from pipeline.search import validate_space  # the search owns its space's rules
+    from pipeline.search.space import check_space  # the search owns its space's rules
 
-    validate_space(search["space"])
+    check_space(search["space"])
 
 
 RULES: dict[str, Callable[[dict], None]] = {

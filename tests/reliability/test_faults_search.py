@@ -398,3 +398,152 @@ def test_kill_between_failing_a_stale_trial_and_adding_its_retry(digits_root):
     assert len(retries) == 1, trials
     # It had sampled only learning_rate before it died: that value is kept, the rest new.
     assert trials[0].params.items() <= retries[0].params.items(), trials
+
+
+# --- issue 12, class 5 and 6 ---------------------------------------------------------------
+def start_search(*overrides: str, log: Path) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            search_command(*overrides), cwd=ROOT, env=ENV, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def kill_mid_trial(process: subprocess.Popen, watcher, log: Path) -> None:
+    """SIGKILL the search's whole group once a trial has run for a moment."""
+    started = wait_until(lambda: bool(watcher.running()) or process.poll() is not None, 120)
+    assert started and process.poll() is None, log.read_text()[-3000:]
+    time.sleep(0.5)
+    assert kill_group(process)
+
+
+def finished_states(trials: list[FrozenTrial]) -> dict[str, int]:
+    states: dict[str, int] = {}
+    for trial in trials:
+        states[trial.state.name] = states.get(trial.state.name, 0) + 1
+    return states
+
+
+@pytest.mark.timeout(300)
+def test_rerun_inside_the_grace_period_finishes_exactly_n_trials(digits_root):
+    """A rerun right after a crash (heartbeats not yet stale: grace period 60 s) sees that
+    the killed trial's process is gone, fails and retries it, and ends with n_trials."""
+    storage, study = sqlite_url(digits_root, "grace"), "rerun-in-grace"
+    overrides = [
+        *(
+            o
+            for o in search_overrides(digits_root, storage, study, 4, 1)
+            if not o.startswith("search.grace_period=")
+        ),
+        "search.grace_period=60",
+    ]
+    log = digits_root / f"{study}.log"
+    watcher = Watcher(storage, study)
+    kill_mid_trial(start_search(*overrides, log=log), watcher, log)
+    started = time.monotonic()
+    rerun = subprocess.run(search_command(*overrides), cwd=ROOT, env=ENV, capture_output=True,
+                           text=True, timeout=240)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert time.monotonic() - started < 60, "waited for the grace period instead of recovering"
+    trials = watcher.observe()
+    states = finished_states(trials)
+    assert states.get("COMPLETE", 0) == 4 and "RUNNING" not in states, states
+    assert states.get("FAIL", 0) >= 1 and any("failed_trial" in t.system_attrs for t in trials)
+
+
+@pytest.mark.timeout(300)
+def test_journal_storage_recovers_a_crashed_trial(digits_root):
+    """Journal storage has no heartbeats: the killed trial is found by its dead pid."""
+    path = digits_root / "journal" / "study.log"
+    storage, study = f"journal://{path}", "journal-crash"
+    overrides = search_overrides(digits_root, storage, study, 3, 1)
+    log = digits_root / f"{study}.log"
+    process = start_search(*overrides, log=log)
+
+    def running() -> bool:
+        if not path.exists():
+            return False
+        with contextlib.suppress(KeyError):
+            journal = optuna.load_study(study_name=study, storage=journal_storage(path))
+            return any(t.state == TrialState.RUNNING for t in journal.trials)
+        return False
+
+    assert wait_until(running, 120, 0.1), log.read_text()[-3000:]
+    time.sleep(0.5)
+    assert kill_group(process)
+    rerun = subprocess.run(search_command(*overrides), cwd=ROOT, env=ENV, capture_output=True,
+                           text=True, timeout=240)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    trials = optuna.load_study(study_name=study, storage=journal_storage(path)).trials
+    states = finished_states(trials)
+    assert states.get("COMPLETE", 0) == 3 and "RUNNING" not in states, states
+    failed = [t.number for t in trials if t.state == TrialState.FAIL]
+    assert failed and {t.system_attrs.get("failed_trial") for t in trials} >= set(failed)
+
+
+def journal_storage(path: Path):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+@pytest.mark.timeout(300)
+def test_workers_die_with_their_parent(digits_root):
+    """SIGKILL of the parent process only (not its group): no worker is left after 30 s."""
+    storage, study = sqlite_url(digits_root, "orphans"), "parent-killed"
+    overrides = search_overrides(digits_root, storage, study, 12, 3)
+    log = digits_root / f"{study}.log"
+    process = start_search(*overrides, log=log)
+    watcher = Watcher(storage, study)
+    assert wait_until(lambda: len(watcher.running()) >= 2, 180, 0.1), log.read_text()[-3000:]
+    process.send_signal(signal.SIGKILL)  # the parent only
+    process.wait(timeout=30)
+    assert wait_until(lambda: not group_alive(process.pid), 30, 0.2), "workers outlived parent"
+
+
+@pytest.mark.timeout(400)
+def test_three_searches_racing_on_a_fresh_directory(tmp_path, digits_root):
+    """Three searches started together on a directory with no optuna.db and no mlflow.db:
+    all succeed, the study has exactly n_trials, each trial has one nested MLflow run."""
+    from mlflow.tracking import MlflowClient
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    storage, study, n_trials = sqlite_url(fresh, "optuna"), "racing", 9
+    replaced = ("tracking=", "paths.search=", "search.epochs=")
+    overrides = [
+        *(
+            o
+            for o in search_overrides(digits_root, storage, study, n_trials, 1)
+            if not o.startswith(replaced)
+        ),
+        f"paths.search={fresh / 'search'}",
+        "tracking=default",
+        f"tracking.uri=sqlite:///{fresh / 'mlflow.db'}",
+        "search.epochs=3",
+    ]
+    processes = [
+        subprocess.Popen(
+            search_command(*overrides),
+            cwd=ROOT,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=360)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], "\n".join(outputs)
+    assert not any("continuing without tracking" in out for out in outputs), "\n".join(outputs)
+    trials = Watcher(storage, study).observe()
+    assert sorted(t.number for t in trials) == list(range(n_trials))
+    assert finished_states(trials).get("COMPLETE", 0) == n_trials
+    client = MlflowClient(tracking_uri=f"sqlite:///{fresh / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("nndl-pipeline")
+    runs = client.search_runs([experiment.experiment_id], max_results=200)
+    parents = [r for r in runs if r.data.tags.get("dvc_stage") == "search"]
+    assert len(parents) == 1, [r.info.run_name for r in parents]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert sorted(int(c.data.params["trial"]) for c in children) == list(range(n_trials))

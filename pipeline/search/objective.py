@@ -1,0 +1,100 @@
+"""One trial: train the configured network with the sampled values, report validation
+accuracy after every epoch (the pruner's resource is epochs), return the best of them."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import optuna
+from omegaconf import DictConfig
+from threadpoolctl import threadpool_limits
+
+from pipeline.estimators import DivergenceError
+from pipeline.factory import build_estimator, load_split
+from pipeline.search.recovery import WORKER_ATTR, worker_identity
+from pipeline.search.space import estimator_overrides, suggest
+from pipeline.tracking import tracker_from_config
+
+BASELINE_ATTR = "baseline"  # user attribute of the enqueued trial of configured values
+
+
+class Objective:
+    """Train one trial's network; report validation accuracy per epoch for pruning.
+
+    The training rows are the augmented training split, or a random subset of
+    ``search.max_train_samples`` of them (the same for every trial); validation is the
+    prepared validation split. The baseline trial (the configured values) is never pruned:
+    the best trial is then at least the baseline at the full epoch budget.
+    """
+
+    def __init__(self, cfg: DictConfig, parent_run_id: str | None, space: dict) -> None:
+        self.cfg = cfg
+        self.space = space
+        self.parent_run_id = parent_run_id
+        self.tracker = tracker_from_config(cfg)
+        train = load_split(Path(cfg.paths.augmented) / "train.npz")
+        val = load_split(Path(cfg.paths.prepared) / "val.npz")
+        limit = cfg.search.max_train_samples
+        rows = np.arange(len(train.y))
+        if limit and limit < len(rows):
+            rows = np.sort(np.random.default_rng(cfg.seed).choice(rows, int(limit), replace=False))
+        self.X, self.y = train.X[rows], train.y[rows]
+        # The book's L2 term is (lambda / 2n) sum w^2: on n' < n rows the same lambda would
+        # decay weights n/n' times harder. Trials use lambda n'/n, so a searched lambda
+        # means what it will mean when train fits all n rows.
+        self.penalty_scale = len(rows) / len(train.y)
+        self.val = val
+        self.image_shape = train.image_shape
+
+    def claim(self, trial: optuna.Trial) -> None:
+        """Mark the trial as this process's (recovery tells a dead worker's trial by it)."""
+        trial.set_user_attr(WORKER_ATTR, worker_identity())
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        with warnings.catch_warnings():  # a configured value outside the searched range
+            warnings.filterwarnings("ignore", "Fixed parameter .* out of range", UserWarning)
+            values = suggest(trial, self.space)
+        overrides = {"epochs": int(self.cfg.search.epochs), **estimator_overrides(values, self.cfg)}
+        if self.penalty_scale < 1:
+            for name in ("l2", "l1"):
+                configured = overrides.get(name, self.cfg.train.get(name, 0.0))
+                overrides[name] = float(configured) * self.penalty_scale
+        estimator = build_estimator(self.cfg, self.image_shape, overrides)
+        baseline = bool(trial.user_attrs.get(BASELINE_ATTR))
+        run_id = None
+        if self.parent_run_id:
+            name = f"trial-{trial.number}" + (" (baseline)" if baseline else "")
+            run_id = self.tracker.start_child(
+                self.parent_run_id, name, {"trial": trial.number, **values}
+            )
+            trial.set_user_attr("mlflow_run_id", run_id)
+
+        def report(info) -> None:
+            trial.report(info.validation_accuracy, info.epoch)
+            self.tracker.log_child_metrics(
+                run_id,
+                {"val_accuracy": info.validation_accuracy, "train_loss": info.train_loss},
+                step=info.epoch,
+            )
+            if not baseline and trial.should_prune():
+                trial.set_user_attr("reason", f"pruned after epoch {info.epoch}")
+                raise optuna.TrialPruned(f"pruned after epoch {info.epoch}")
+
+        try:
+            with threadpool_limits(limits=int(self.cfg.search.threads)):
+                estimator.fit(
+                    self.X, self.y, validation_data=(self.val.X, self.val.y), callbacks=[report]
+                )
+        except DivergenceError as err:
+            trial.set_user_attr("reason", str(err))
+            raise optuna.TrialPruned(str(err)) from None
+        except optuna.TrialPruned:
+            raise
+        except Exception as err:  # the trial fails; keep why (Optuna 5 does not)
+            trial.set_user_attr("reason", f"{type(err).__name__}: {err}")
+            raise
+        finally:
+            trial.set_user_attr("epochs", int(getattr(estimator, "n_iter_", 0)))
+        return float(estimator.best_validation_score_)

@@ -1,0 +1,264 @@
+"""What a search leaves: best_params.yaml (a config fragment train merges), trials.csv,
+summary.md (baseline vs best), and plots named after the metric and the book's symbols."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import optuna
+import yaml
+from omegaconf import DictConfig
+from optuna.trial import FrozenTrial, TrialState
+
+from pipeline import reports
+from pipeline.artifacts import ArtifactError, write_text
+from pipeline.search.objective import BASELINE_ATTR
+from pipeline.search.optuna_compat import ignore_experimental_warnings
+from pipeline.search.space import as_config, estimator_overrides
+
+LABELS = {
+    "learning_rate": "learning rate η",
+    "l2": "L2 regularisation λ",
+    "batch_size": "mini-batch size m",
+    "hidden_units": "hidden units",
+    "dropout": "dropout p",
+    "epochs": "epochs",
+}
+METRIC_LABELS = {"val_accuracy": "validation accuracy (%)"}
+
+
+def label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
+def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
+    for trial in study.get_trials(deepcopy=False):
+        if trial.user_attrs.get(BASELINE_ATTR) and trial.state == TrialState.COMPLETE:
+            return trial
+    return None
+
+
+def best_config(cfg: DictConfig, best: FrozenTrial) -> dict:
+    """The best trial as a config fragment: its searched values, and its epochs (searched,
+    or the epochs it trained)."""
+    overrides = estimator_overrides(best.params, cfg)
+    overrides.setdefault("epochs", int(best.user_attrs.get("epochs") or cfg.search.epochs))
+    return as_config(overrides)
+
+
+def write_outputs(cfg: DictConfig, study: optuna.Study) -> dict:
+    """Write every output; returns the summary the stage logs and prints."""
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        reasons = {t.user_attrs.get("reason") for t in trials}
+        raise ArtifactError(
+            f"study {study.study_name}: no trial completed (reasons: {sorted(map(str, reasons))})"
+        )
+    best, baseline = study.best_trial, baseline_trial(study)
+    out = Path(cfg.paths.search)
+    fragment = best_config(cfg, best)
+    document = {"study": study.study_name, "trial": best.number, "value": float(best.value)}
+    if baseline is not None:
+        document["baseline"] = {"trial": baseline.number, "value": float(baseline.value)}
+    document["config"] = fragment
+    header = (
+        f"# Best trial {best.number} of study {study.study_name}: {cfg.search.metric} "
+        f"{best.value:.4f}" + (f" (baseline {baseline.value:.4f})" if baseline else "") + ".\n"
+        "# train merges `config` onto the composed config when train.use_search=true.\n"
+    )
+    write_text(cfg.paths.best_params, header + yaml.safe_dump(document, sort_keys=False))
+    frame = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs"))
+    frame["duration_s"] = [t.duration.total_seconds() if t.duration else None for t in trials]
+    write_text(out / "trials.csv", frame.to_csv(index=False))
+    write_text(out / "summary.md", summary_markdown(cfg, study, best, baseline))
+    plot_study(study, out / "plots", str(cfg.search.metric))
+    count = {state: sum(t.state == state for t in trials) for state in TrialState}
+    return {
+        "best_value": float(best.value),
+        "best_trial": best.number,
+        "best_params": dict(best.params),
+        "best_config": fragment,
+        "baseline_value": float(baseline.value) if baseline else None,
+        "baseline_trial": baseline.number if baseline else None,
+        "n_complete": count[TrialState.COMPLETE],
+        "n_pruned": count[TrialState.PRUNED],
+        "n_failed": count[TrialState.FAIL],
+        "epochs_trained": int(sum(t.user_attrs.get("epochs", 0) for t in trials)),
+    }
+
+
+def summary_markdown(cfg, study, best: FrozenTrial, baseline: FrozenTrial | None) -> str:
+    """Baseline (the configured values) and best trial side by side, on validation."""
+    rows = [("baseline (configured)", baseline), ("best", best)]
+    names = sorted({n for _, t in rows if t is not None for n in t.params})
+    lines = [
+        f"# Search {study.study_name}",
+        "",
+        f"{len(study.trials)} trials; {cfg.search.metric} on the validation split "
+        "(the test split is never used to choose).",
+        "",
+        "| | trial | " + " | ".join(label(n) for n in names) + f" | epochs | {cfg.search.metric} |",
+        "|---" * (len(names) + 4) + "|",
+    ]
+    for role, trial in rows:
+        if trial is None:
+            lines.append(f"| {role} | - |" + " - |" * (len(names) + 2))
+            continue
+        values = " | ".join(_short(trial.params.get(n, "-")) for n in names)
+        lines.append(
+            f"| {role} | {trial.number} | {values} | {trial.user_attrs.get('epochs', '-')} "
+            f"| {trial.value:.4f} |"
+        )
+    if baseline is not None:
+        lines += ["", f"Best minus baseline: {100 * (best.value - baseline.value):+.2f} points."]
+    return "\n".join(lines) + "\n"
+
+
+# --- plots -------------------------------------------------------------------------------------
+def plot_study(study: optuna.Study, directory: Path, metric: str) -> None:
+    """History, slices, intermediate values by epoch (ours, labelled), importances and the
+    eta x lambda contour (Optuna's, relabelled); a plot that needs more trials is skipped."""
+    import matplotlib.pyplot as plt
+
+    trials = study.get_trials(deepcopy=False)
+    ylabel = METRIC_LABELS.get(metric, metric)
+    own = {
+        "optimization_history": plot_history,
+        "slice": plot_slices,
+        "intermediate_values": plot_intermediate_values,
+    }
+    for name, draw in own.items():
+        figure = draw(trials, ylabel)
+        if figure is not None:
+            reports.save_figure(figure, directory / f"{name}.png")
+    from optuna.visualization import matplotlib as ovm
+
+    names = sorted({name for t in trials for name in t.params})
+    contour = [n for n in ("learning_rate", "l2") if n in names]
+    optuna_plots = {
+        "param_importances": lambda: ovm.plot_param_importances(study),
+        "contour": lambda: ovm.plot_contour(study, params=contour if len(contour) == 2 else None),
+    }
+    logging.getLogger("matplotlib.category").setLevel(logging.WARNING)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # "unique value length" chatter
+    with ignore_experimental_warnings(), warnings.catch_warnings():
+        # "too few trials to compute importances": the plot says so by equal bars
+        warnings.filterwarnings("ignore", "The number of trials is too small", UserWarning)
+        for name, draw in optuna_plots.items():
+            try:
+                axes = draw()
+            except (ValueError, RuntimeError, ZeroDivisionError):
+                continue  # e.g. importances need two completed trials with varied params
+            figure = np.ravel(axes)[0].figure if isinstance(axes, np.ndarray) else axes.figure
+            relabel(figure, ylabel)
+            reports.save_figure(figure, directory / f"{name}.png")
+    optuna.logging.set_verbosity(verbosity)
+    plt.close("all")
+
+
+def relabel(figure, ylabel: str) -> None:
+    """Parameter names -> the book's symbols, the metric's name on value axes, small ticks."""
+    for ax in figure.axes:
+        for get, set_ in ((ax.get_xlabel, ax.set_xlabel), (ax.get_ylabel, ax.set_ylabel)):
+            text = get()
+            if text in LABELS:
+                set_(label(text))
+            elif text in ("Objective Value", "Objective value"):
+                set_(ylabel)
+        ax.tick_params(labelsize=8)
+        if ax.get_title().startswith("Contour"):
+            ax.set_title(f"{ylabel} over η and λ")
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _percent(value: float | None) -> float:
+    return np.nan if value is None else 100.0 * value
+
+
+def plot_history(trials: list[FrozenTrial], ylabel: str):
+    import matplotlib.pyplot as plt
+
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot([t.number for t in complete], [_percent(t.value) for t in complete], "o",
+            label="trial (complete)")  # fmt: skip
+    best = np.maximum.accumulate([t.value for t in complete])
+    ax.step([t.number for t in complete], 100 * best, where="post", label="best so far")
+    for t in complete:
+        if t.user_attrs.get(BASELINE_ATTR):
+            ax.axhline(_percent(t.value), color="grey", ls="--", label="baseline (configured)")
+    ax.set(xlabel="trial", ylabel=ylabel, title="Search history")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_slices(trials: list[FrozenTrial], ylabel: str):
+    """The metric against each parameter, one panel each, log axes where searched so."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    names = sorted({n for t in complete for n in t.params})
+    if not names:
+        return None
+    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.6), sharey=True,
+                             squeeze=False)  # fmt: skip
+    for ax, name in zip(axes[0], names, strict=True):
+        shown = [t for t in complete if name in t.params]
+        xs = [t.params[name] for t in shown]
+        dist = shown[0].distributions[name]
+        points = ax.scatter(xs, [_percent(t.value) for t in shown], c=[t.number for t in shown],
+                            cmap="viridis", s=22)  # fmt: skip
+        if getattr(dist, "log", False):
+            ax.set_xscale("log")
+            decades = np.log10(max(xs) / min(xs)) if min(xs) > 0 else 0
+            subs = (1.0,) if decades > 1.5 else (1.0, 2.0, 5.0)  # 3-6 labelled ticks
+            ax.xaxis.set_major_locator(LogLocator(subs=subs, numticks=12))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())  # 4x10^-2 labels overlap
+        elif hasattr(dist, "choices") and all(isinstance(c, int | float) for c in dist.choices):
+            ax.set_xticks(sorted(dist.choices))
+        elif isinstance(xs[0], int | float):
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+        ax.set_xlabel(label(name))
+        ax.tick_params(axis="x", labelsize=8, rotation=30)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(ylabel)
+    fig.colorbar(points, ax=axes[0].tolist(), label="trial")
+    fig.suptitle("Validation accuracy by parameter (complete trials)")
+    return fig
+
+
+def plot_intermediate_values(trials: list[FrozenTrial], ylabel: str):
+    """The metric after every epoch, per trial: what the pruner saw."""
+    import matplotlib.pyplot as plt
+
+    shown = [t for t in trials if t.intermediate_values]
+    if not shown:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    styles = {TrialState.COMPLETE: ("-", 0.9), TrialState.PRUNED: (":", 0.6)}
+    for t in shown:
+        steps = sorted(t.intermediate_values)
+        line, alpha = styles.get(t.state, ("--", 0.4))
+        baseline = bool(t.user_attrs.get(BASELINE_ATTR))
+        ax.plot(steps, [_percent(t.intermediate_values[s]) for s in steps], line,
+                color="black" if baseline else None, lw=2 if baseline else 1, alpha=alpha,
+                marker=".", label="baseline" if baseline else None)  # fmt: skip
+    ax.plot([], [], "k:", label="pruned")
+    ax.set(xlabel="epoch", ylabel=ylabel, title="Validation accuracy by epoch, per trial")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig

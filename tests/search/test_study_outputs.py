@@ -1,0 +1,184 @@
+"""Baseline trial, best_params fragment, summary, one MLflow parent run per study, and what
+a search prints (fast: sklearn digits, a small MLP)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from pipeline import augment, prepare, search
+from pipeline.config import compose_config
+from pipeline.search.space import check_space, including_configured, suggest
+from tests.conftest import stage_overrides
+from tests.environ import child_environment
+
+ROOT = Path(__file__).resolve().parents[2]
+DIGITS = ["data=digits", "augment=none", "model=mlp"]
+
+
+def overrides(root: Path, *extra: str) -> list[str]:
+    return stage_overrides(
+        root, *DIGITS, f"search.storage=sqlite:///{root / 'optuna.db'}", "search.epochs=3",
+        "search.workers=1", "search.heartbeat_interval=1", "search.grace_period=3", *extra,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def digits_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study_outputs")
+    cfg = compose_config(stage_overrides(root, *DIGITS))
+    prepare.run(cfg)
+    augment.run(cfg)
+    return root
+
+
+def load(cfg) -> optuna.Study:
+    return optuna.load_study(study_name=search.study_name(cfg), storage=search.make_storage(cfg))
+
+
+def test_baseline_is_trial_0_with_the_configured_values_and_reported(digits_root):
+    cfg = compose_config(
+        overrides(
+            digits_root,
+            "search.n_trials=4",
+            "tracking=off",
+            "search.study_name=base",
+            "train.batch_size=30",
+        )  # not among the choices: added to them  # fmt: skip
+    )
+    summary = search.run(cfg)
+    study = load(cfg)
+    baseline = study.trials[0]
+    assert baseline.user_attrs["baseline"] is True and baseline.state.name == "COMPLETE"
+    assert baseline.params == {"learning_rate": cfg.train.learning_rate, "l2": cfg.train.l2,
+                               "batch_size": 30}  # fmt: skip
+    assert len(baseline.intermediate_values) == 3  # never pruned: the full epoch budget
+    assert study.best_value >= baseline.value
+    assert summary["baseline_value"] == baseline.value and summary["baseline_trial"] == 0
+
+    document = yaml.safe_load(Path(cfg.paths.best_params).read_text())
+    assert document["baseline"] == {"trial": 0, "value": baseline.value}
+    assert document["value"] == study.best_value and document["trial"] == study.best_trial.number
+    report = (Path(cfg.paths.search) / "summary.md").read_text()
+    assert "| baseline (configured) | 0 |" in report and f"{baseline.value:.4f}" in report
+    assert f"| best | {study.best_trial.number} |" in report
+
+    search.run(cfg)  # a rerun of a full study enqueues no second baseline
+    assert [t.user_attrs.get("baseline", False) for t in load(cfg).trials].count(True) == 1
+
+
+def test_searched_hidden_units_go_to_the_model_group(digits_root):
+    cfg = compose_config(
+        overrides(
+            digits_root,
+            "search.n_trials=2",
+            "tracking=off",
+            "search.study_name=units",
+            "+search.space.hidden_units={low: 10, high: 40}",
+        )  # fmt: skip
+    )
+    search.run(cfg)
+    best = load(cfg).best_trial
+    fragment = yaml.safe_load(Path(cfg.paths.best_params).read_text())["config"]
+    units = best.params["hidden_units"]
+    assert fragment["model"] == {"hidden_layer_sizes": [units] * len(cfg.model.hidden_layer_sizes)}
+    assert load(cfg).trials[0].params["hidden_units"] == cfg.model.hidden_layer_sizes[0]
+
+
+def test_a_resumed_study_logs_into_its_one_parent_run(digits_root, tmp_path):
+    tracking = f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"
+    first = compose_config(overrides(digits_root, "search.n_trials=2", tracking,
+                                     "search.study_name=resumed"))  # fmt: skip
+    search.run(first)
+    more = compose_config(overrides(digits_root, "search.n_trials=4", tracking,
+                                    "search.study_name=resumed"))  # fmt: skip
+    search.run(more)
+    client = MlflowClient(tracking_uri=more.tracking.uri)
+    experiment = client.get_experiment_by_name(more.tracking.experiment)
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    parents = [r for r in runs if r.data.tags.get("dvc_stage") == "search"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert sorted(int(c.data.params["trial"]) for c in children) == [0, 1, 2, 3]
+    assert parents[0].data.metrics["n_complete"] + parents[0].data.metrics["n_pruned"] == 4
+
+
+def test_a_search_prints_one_line_per_trial_and_no_warnings(digits_root):
+    args = overrides(digits_root, "search.n_trials=4", "tracking=off", "search.workers=2",
+                     "search.study_name=printed")  # fmt: skip
+    env = {k: v for k, v in child_environment().items() if k != "PYTHONWARNINGS"}
+    result = subprocess.run([sys.executable, "-m", "pipeline.search", *args], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("trial ")]
+    assert len(lines) == 4 and lines[0].startswith("trial 0 (baseline) COMPLETE")
+    assert all("best " in line and "elapsed " in line and "eta=" in line for line in lines)
+    assert "4/4" in result.stderr  # the bar over trials
+    assert "Warning" not in result.stderr and "Invalid -W" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ({"l2": {"low": 2, "high": 1}}, r"search\.space\.l2: low=2 is greater than high=1"),
+        ({"eta": {"low": 0, "high": 1, "log": True}}, r"search\.space\.eta\.low: must be > 0"),
+        ({"m": {"choices": []}}, r"search\.space\.m\.choices: must be a non-empty list"),
+        ({"m": {"choices": [1], "low": 1}}, r"search\.space\.m\.low: unknown key"),
+        ({}, r"search\.space: empty"),
+    ],
+)
+def test_check_space_names_the_key(space, message):
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        check_space(space)
+
+
+def test_the_space_holds_the_configured_values_so_a_crashed_baseline_can_be_retried():
+    space = {
+        "learning_rate": {"low": 0.03, "high": 0.3, "log": True},
+        "batch_size": {"choices": [10, 20]},
+        "hidden_units": {"low": 30, "high": 60, "log": False},
+        "l2": {"low": 0.01, "high": 1.0, "log": True},
+    }
+    configured = {"learning_rate": 0.5, "batch_size": 30, "hidden_units": 100, "l2": 0.0}
+    widened = including_configured(space, configured)
+    assert widened["learning_rate"] == {"low": 0.03, "high": 0.5, "log": True}
+    assert widened["batch_size"] == {"choices": [10, 20, 30]}
+    assert widened["hidden_units"] == {"low": 30, "high": 100, "log": False}
+    assert widened["l2"] == space["l2"]  # 0 has no place on a log scale: not stretched
+
+    study = optuna.create_study()
+    study.enqueue_trial({k: v for k, v in configured.items() if k != "l2"})
+    trial = study.ask()
+    values = suggest(trial, widened)
+    assert {k: values[k] for k in ("learning_rate", "batch_size", "hidden_units")} == {
+        "learning_rate": 0.5, "batch_size": 30, "hidden_units": 100,
+    }  # fmt: skip
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.RetryHeartbeatStaleTrialCallback()(study, study.trials[-1])
+    assert study.trials[-1].state.name == "WAITING"  # the retry is a valid trial
+
+
+def test_a_trial_running_where_no_one_can_see_ends_the_search_with_its_name(digits_root):
+    """Journal storage (no heartbeats), a RUNNING trial of a process on another host: the
+    search runs the rest of the budget, waits a grace period, then names it and exits."""
+    journal = f"journal://{digits_root / 'elsewhere.log'}"
+    args = overrides(digits_root, "search.n_trials=2", "tracking=off", "search.grace_period=1",
+                     f"search.storage={journal}", "search.study_name=elsewhere")  # fmt: skip
+    cfg = compose_config([a for a in args if not a.startswith("search.storage=sqlite")])
+    trial = search.create_study(cfg).ask()
+    trial.set_user_attr("worker", {"host": "another-host", "pid": 4242, "start": 1})
+    with pytest.raises(search.StudyIncomplete, match=r"1 of 2 trials finished.*trial 0 "
+                       r"\(host another-host pid 4242.*rerun there"):  # fmt: skip
+        search.run(cfg)
+    assert [t.state.name for t in load(cfg).trials] == ["RUNNING", "COMPLETE"]
