@@ -51,7 +51,8 @@ class Network:
     convolution's parameters.
 
     ``workers``: threads a training mini-batch is split across (its two halves run at once,
-    each thread with one BLAS thread, and their gradients are added). None: as many as the
+    each thread with one BLAS thread; then each thread adds the halves' gradients, the
+    penalty and the update for half of the parameters). None: as many as the
     BLAS thread limit in force when training starts (threadpoolctl), at most 2, for networks
     with a convolution and no dropout (dense-only networks are too small per sample to gain).
     """
