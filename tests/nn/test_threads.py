@@ -75,7 +75,9 @@ def test_a_batch_is_split_when_two_blas_threads_are_allowed(make, limit, split):
 
 def test_small_batches_are_not_split():
     net = cnn(workers=2)
-    step(net, m=7)
+    with threadpool_limits(limits=2):
+        step(net, m=network.MIN_SPLIT_BATCH - 1)
+        assert threads.blas_threads() == 2
     assert all(layer._buffers == {} for layer in net._twin)  # the second thread never ran
 
 
