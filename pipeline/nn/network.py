@@ -12,8 +12,32 @@ from pipeline.nn.layers import Conv2D, Dense, Dropout, Layer, fuse
 from pipeline.nn.optimizers import SGD
 from pipeline.nn.regularizers import Regularizer
 
-# A mini-batch is split across two threads only from this size on (halves of 4 or more).
-MIN_SPLIT_BATCH = 8
+# A mini-batch is split across two threads only from this size on (halves of 8 or more):
+# at batch 10 the halves' thread hand-offs cost more than they gain (measured 0.4x-0.8x).
+MIN_SPLIT_BATCH = 16
+# Parameters of at least this many numbers are summed and updated half in each thread.
+SPLIT_PARAMETER = 65536
+
+
+class _Part:
+    """Some parameters (whole arrays, or row halves of large ones) and their gradient and
+    twin-gradient arrays: one thread's share of the end of a training step."""
+
+    def __init__(self, entries: list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]]) -> None:
+        self.params = [value for value, _, _, _ in entries]
+        self.grads = [grad for _, grad, _, _ in entries]
+        self.sums = [(grad, twin) for _, grad, twin, _ in entries]
+        self.weights = [(value, grad) for value, grad, _, is_weight in entries if is_weight]
+
+    def end_step(self, regularizer: Regularizer, n: int, optimizer: SGD, split: bool) -> None:
+        """Second half's gradient added (if the batch was split), penalty, update."""
+        if split:
+            for grad, twin in self.sums:
+                grad += twin
+        if regularizer.active:
+            for w, g in self.weights:
+                regularizer.add_gradient(w, g, n)
+        optimizer.step(self.params, self.grads)
 
 
 class Network:
@@ -28,7 +52,8 @@ class Network:
     convolution's parameters.
 
     ``workers``: threads a training mini-batch is split across (its two halves run at once,
-    each thread with one BLAS thread, and their gradients are added). None: as many as the
+    each thread with one BLAS thread; then each thread adds the halves' gradients, the
+    penalty and the update for half of the parameters). None: as many as the
     BLAS thread limit in force when training starts (threadpoolctl), at most 2, for networks
     with a convolution and no dropout (dense-only networks are too small per sample to gain).
     """
@@ -72,6 +97,7 @@ class Network:
         self._batch_workers: int | None = None  # decided at the first batch of a training run
         self._twin: list[Layer] | None = None  # the second thread's replica of the stack
         self._twin_grads: list[tuple[np.ndarray, np.ndarray]] = []
+        self._parts: list[_Part] | None = None  # the parameters cut in two, one per thread
         self._executor: ThreadPoolExecutor | None = None
         self._output: np.ndarray | None = None
 
@@ -158,14 +184,25 @@ class Network:
         here: the training loop scores a whole epoch's outputs at once, which is cheaper);
         like every array of the training pass, it is valid until the next one.
         """
-        if self._workers_for(len(x)) == 1:
-            a = self._backprop(self._stack, x, y, len(x))
-        else:
-            a = self._backprop_halves(x, y)
+        a, split = self._gradients(x, y)
+        if split:
+            for grad, twin_grad in self._twin_grads:
+                grad += twin_grad
         if self.regularizer.active:
             for w, g in zip(self._weights, self._weight_grads, strict=True):
                 self.regularizer.add_gradient(w, g, n)
         return a
+
+    def _gradients(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, bool]:
+        """(a^L, split): gradients of the batch-mean cost without the penalty; when split,
+        the second half's are still in the twin's arrays, to be added."""
+        if self._workers_for(len(x)) == 2:
+            return self._backprop_halves(x, y), True
+        if self._twin is None:
+            return self._backprop(self._stack, x, y, len(x)), False
+        # Too small to split: one BLAS thread beats two at these small products.
+        with threads.blas_limited_to(1):
+            return self._backprop(self._stack, x, y, len(x)), False
 
     def _backprop(self, stack: list[Layer], x: np.ndarray, y: np.ndarray, m: int) -> np.ndarray:
         """Forward and backward through ``stack`` for the rows (x, y) of a batch of m:
@@ -183,27 +220,17 @@ class Network:
         return a
 
     def _backprop_halves(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """The two halves of the batch at once, the second on the replica of the stack, in
-        a second thread; then dC/dparam = first half's + second half's (a fixed order, so
-        runs repeat exactly)."""
+        """The two halves of the batch at once, the second on the twin of the stack, in the
+        second thread; their gradients are added afterwards, first half's + second half's (a
+        fixed order, so runs repeat exactly)."""
         m = len(x)
         h = (m + 1) // 2
-        if self._twin is None:
-            self._twin = [layer.replica() for layer in self._stack]
-            self._twin_grads = [
-                (layer.grads[key], twin.grads[key])
-                for layer, twin in zip(self._stack, self._twin, strict=True)
-                for key in layer.grads
-            ]
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="nn-half-batch")
         with threads.blas_limited_to(1):
             second = self._executor.submit(self._backprop, self._twin, x[h:], y[h:], m)
             try:
                 a_first = self._backprop(self._stack, x[:h], y[:h], m)
             finally:
                 a_second = second.result()
-        for grad, twin_grad in self._twin_grads:
-            grad += twin_grad
         shape = (m, a_first.shape[1])
         if self._output is None or self._output.shape != shape:
             self._output = np.empty(shape, a_first.dtype)
@@ -211,15 +238,60 @@ class Network:
         return self._output
 
     def _workers_for(self, m: int) -> int:
-        if self._batch_workers is None:
+        if self._batch_workers is None:  # the first batch of a training run
             wanted = self.workers if self.workers is not None else threads.blas_threads()
             self._batch_workers = min(wanted, self._max_workers)
+            if self._batch_workers >= 2:
+                self._start_second_thread()
         return 2 if self._batch_workers >= 2 and m >= MIN_SPLIT_BATCH else 1
 
+    def _start_second_thread(self) -> None:
+        """The twin of the stack (own gradients and buffers, the same parameters), the
+        thread that runs it, and the parameters cut in two parts, one per thread, for the
+        end of each step (sum of the halves' gradients, penalty, update)."""
+        self._twin = [layer.replica() for layer in self._stack]
+        self._twin_grads = [
+            (layer.grads[key], twin.grads[key])
+            for layer, twin in zip(self._stack, self._twin, strict=True)
+            for key in layer.grads
+        ]
+        twin_of = {id(grad): twin_grad for grad, twin_grad in self._twin_grads}
+        parts: tuple[list, list] = ([], [])
+        for layer in self.layers:
+            for key, value in layer.params.items():
+                grad = layer.grads[key]
+                entry = (value, grad, twin_of[id(grad)], key == "W")
+                if value.size < SPLIT_PARAMETER:
+                    parts[0].append(entry)
+                    continue
+                h = len(value) // 2  # row halves of a large array: contiguous views
+                for part, rows in zip(parts, (slice(0, h), slice(h, None)), strict=True):
+                    part.append((value[rows], grad[rows], twin_of[id(grad)][rows], key == "W"))
+        self._parts = [_Part(entries) for entries in parts]
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="nn-half-batch")
+
     def train_batch(self, x: np.ndarray, y: np.ndarray, n: int, optimizer: SGD) -> np.ndarray:
-        """One SGD step on the mini-batch (x, y); returns a^L from before the step."""
-        a = self.backprop(x, y, n)
-        optimizer.step(self._params, self._grads)
+        """One SGD step on the mini-batch (x, y); returns a^L from before the step.
+
+        With two threads, each also ends the step for its part of the parameters. (The
+        optimizer then keeps its per-array state, momentum, under the parts: the same
+        arrays for the whole training run.)"""
+        self._workers_for(len(x))  # sets the parts up at the first batch of a training run
+        if self._parts is None:
+            a = self.backprop(x, y, n)
+            optimizer.step(self._params, self._grads)
+            return a
+        a, split = self._gradients(x, y)
+        if split:
+            args = (self.regularizer, n, optimizer, split)
+            second = self._executor.submit(self._parts[1].end_step, *args)
+            try:
+                self._parts[0].end_step(*args)
+            finally:
+                second.result()
+        else:
+            for part in self._parts:
+                part.end_step(self.regularizer, n, optimizer, split)
         return a
 
     def release_buffers(self) -> None:
@@ -243,4 +315,4 @@ class Network:
         }
 
 
-__all__ = ["MIN_SPLIT_BATCH", "Network"]
+__all__ = ["MIN_SPLIT_BATCH", "SPLIT_PARAMETER", "Network"]

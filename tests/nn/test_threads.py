@@ -18,6 +18,7 @@ from pipeline.nn import (
     Network,
     get_activation,
     get_cost,
+    network,
     threads,
 )
 
@@ -41,10 +42,11 @@ def mlp():
     return Network(layers, get_cost("log_likelihood"))
 
 
-def step(net, m=16):
-    rng = np.random.default_rng(1)
+def step(net, m=16, optimizer=None):
+    rng = np.random.default_rng(m)
     x, y = rng.random((m, 8, 8, 1)), np.eye(4)[rng.integers(0, 4, m)]
-    return net.train_batch(x.reshape(m, -1) if len(net.layers) == 1 else x, y, 100, SGD(0.1))
+    x = x.reshape(m, -1) if len(net.layers) == 1 else x
+    return net.train_batch(x, y, 100, optimizer or SGD(0.1))
 
 
 @pytest.mark.parametrize(
@@ -73,14 +75,21 @@ def test_a_batch_is_split_when_two_blas_threads_are_allowed(make, limit, split):
 
 def test_small_batches_are_not_split():
     net = cnn(workers=2)
-    step(net, m=7)
-    assert net._twin is None
+    with threadpool_limits(limits=2):
+        step(net, m=network.MIN_SPLIT_BATCH - 1)
+        assert threads.blas_threads() == 2
+    assert all(layer._buffers == {} for layer in net._twin)  # the second thread never ran
 
 
-def test_split_steps_equal_one_thread_steps():
+@pytest.mark.parametrize("momentum", [0.0, 0.8])
+def test_split_steps_equal_one_thread_steps(momentum, monkeypatch):
+    """Also with every parameter cut in two parts for the end of the step, and a small
+    batch (not split) in between: the momentum stays with its parameters."""
+    monkeypatch.setattr(network, "SPLIT_PARAMETER", 1)
     one, two = cnn(workers=1), cnn(workers=2)
-    for _ in range(3):
-        np.testing.assert_allclose(step(two), step(one), rtol=1e-12)
+    opt_one, opt_two = SGD(0.1, momentum), SGD(0.1, momentum)
+    for m in (16, 16, 5, 16):
+        np.testing.assert_allclose(step(two, m, opt_two), step(one, m, opt_one), rtol=1e-12)
     for (name, a, _), (_, b, _) in zip(one.parameters(), two.parameters(), strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-15, err_msg=name)
 
