@@ -54,7 +54,7 @@ def plot_learning_curves(history: list[dict], path: str | os.PathLike) -> Path:
 
 def plot_gradient_norms(history: list[dict], path: str | os.PathLike) -> Path | None:
     """Per-layer ||dC/dW|| per epoch on a log scale (chapter 5's vanishing gradients)."""
-    layers = sorted({k for row in history for k in row if k.startswith("grad_norm_")})
+    layers = list(dict.fromkeys(k for row in history for k in row if k.startswith("grad_norm_")))
     if not layers:
         return None
     epochs = [row["epoch"] for row in history]

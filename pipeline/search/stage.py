@@ -19,10 +19,10 @@ from pathlib import Path
 import optuna
 from omegaconf import DictConfig
 
-from pipeline.artifacts import ArtifactError
 from pipeline.config import stage_main, to_container
 from pipeline.errors import ConfigError
 from pipeline.factory import dataset_meta
+from pipeline.io import ArtifactError, check_writable
 from pipeline.search import optuna_compat as compat
 from pipeline.search.objective import BASELINE_ATTR
 from pipeline.search.outputs import write_outputs
@@ -64,26 +64,16 @@ def start_parent_run(study: optuna.Study, cfg: DictConfig, dataset: str):
     return tracker
 
 
-def check_writable(directory: Path) -> None:
-    """Fail before any trial when the output directory cannot be written."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / ".write-probe"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise ArtifactError(f"{directory}: cannot write the search outputs ({err})") from None
-
-
 def run(cfg: DictConfig) -> dict:
     """Create the study, run the workers, write best params, trials, summary and plots."""
     compat.check_version()
     space = validate_settings(cfg)
-    check_writable(Path(cfg.paths.search))
+    check_writable(cfg.paths.best_params, Path(cfg.paths.search) / "plots" / "slice.png")
     meta = dataset_meta(cfg)
     study = create_study(cfg)  # once, before any worker starts
     enqueue_baseline(study, cfg, space)
     tracker = start_parent_run(study, cfg, meta["dataset"])
+    tracker.close_stale_runs()  # parent runs of searches that were killed (SIGKILL)
     try:
         summary = search(cfg, tracker)
     except KeyboardInterrupt:
