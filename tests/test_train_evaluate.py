@@ -89,6 +89,7 @@ def test_evaluate_registers_the_model_as_champion(trained):
     assert champion.run_id == summary["run_id"]
     assert float(champion.tags["test_accuracy"]) == pytest.approx(metrics["test_accuracy"])
     mlflow.set_tracking_uri(cfg.tracking.uri)
+    mlflow.set_registry_uri(cfg.tracking.uri)  # an earlier test may have set another
     model = mlflow.sklearn.load_model("models:/nndl-mlp-digits@champion")
     X = np.random.default_rng(1).random((4, 64)).astype(np.float32)
     np.testing.assert_array_equal(model.predict(X), load_model(cfg.paths.model).predict(X))
