@@ -31,10 +31,11 @@ def run(ctx: BookContext) -> Page:
     ]
     best_row, best = max(results, key=lambda item: item[1].metrics["best_val_accuracy"])
     first = results[0][1]
+    first_val, best_val = first.metrics["best_val_accuracy"], best.metrics["best_val_accuracy"]
     reading = (
-        f"{results[0][0].name} reaches {percent(first.metrics['best_val_accuracy'])} on validation "
-        f"(book: {percent(results[0][0].book)} on test); best row on validation: {best_row.name} "
-        f"({percent(best.metrics['best_val_accuracy'])}, test {percent(best.metrics['test_accuracy'])})."
+        f"{results[0][0].name} reaches {percent(first_val)} on validation (book: "
+        f"{percent(results[0][0].book)} on test); best row on validation: {best_row.name} "
+        f"({percent(best_val)}, test {percent(best.metrics['test_accuracy'])})."
     )
     return Page(
         name=ctx.book.name,
@@ -48,8 +49,10 @@ def run(ctx: BookContext) -> Page:
         figure=figure,
         reading=reading,
         wall_seconds=0.0,
-        notes=["The book prints the peak test accuracy over 30 epochs; we choose nothing on "
-               "test, so the peak is on validation and test is scored once, after the last epoch."],
+        notes=[
+            "The book prints the peak test accuracy over 30 epochs; we choose nothing on "
+            "test, so the peak is on validation and test is scored once, after the last epoch."
+        ],
     )
 
 
@@ -60,8 +63,11 @@ def plot_accuracy(ctx: BookContext, results) -> object:
         ax.plot(epochs, [100 * h["val_accuracy"] for h in r.history], "o-", ms=3, label=row.name)
         if row.book is not None:
             ax.axhline(100 * row.book, ls=":", color=ax.lines[-1].get_color(), lw=1)
-    ax.set(xlabel="epoch", ylabel="validation accuracy (%)",
-           title="Chapter 1 (dotted: the book's figure)")
+    ax.set(
+        xlabel="epoch",
+        ylabel="validation accuracy (%)",
+        title="Chapter 1 (dotted: the book's figure)",
+    )
     ax.legend()
     ax.grid(alpha=0.3)
     return save_figure(fig, f"{ctx.book.out_dir}/{ctx.book.name}.png")

@@ -25,22 +25,25 @@ def run(ctx: BookContext) -> Page:
     rows = []
     for row, r in results:
         val = [h["val_accuracy"] for h in r.history]
-        rows.append([
-            row.name,
-            f"~{percent(row.book, 0)} after 30 epochs",
-            percent(val[0]),
-            percent(val[min(4, len(val) - 1)]),
-            percent(val[-1]),
-            percent(r.metrics["test_accuracy"]),
-            f"{r.seconds:.0f} s",
-        ])
+        rows.append(
+            [
+                row.name,
+                f"~{percent(row.book, 0)} after 30 epochs",
+                percent(val[0]),
+                percent(val[min(4, len(val) - 1)]),
+                percent(val[-1]),
+                percent(r.metrics["test_accuracy"]),
+                f"{r.seconds:.0f} s",
+            ]
+        )
     (_, large), (_, scaled) = results[0], results[1]
     first = (large.history[0]["val_accuracy"], scaled.history[0]["val_accuracy"])
     pattern = "the book's pattern" if first[1] > first[0] else "NOT the book's pattern"
     reading = (
         f"After one epoch N(0,1/n_in) is at {percent(first[1])} vs {percent(first[0])} for "
         f"N(0,1) ({pattern}: a faster start); after the last epoch "
-        f"{percent(scaled.history[-1]['val_accuracy'])} vs {percent(large.history[-1]['val_accuracy'])}."
+        f"{percent(scaled.history[-1]['val_accuracy'])} vs "
+        f"{percent(large.history[-1]['val_accuracy'])}."
     )
     return Page(
         name=ctx.book.name,
@@ -49,8 +52,15 @@ def run(ctx: BookContext) -> Page:
         command=ctx.command,
         data=ctx.data_summary(),
         settings=ctx.settings_line(),
-        header=["initialisation", "book", "ours: validation, epoch 1", "epoch 5", "last epoch",
-                "ours: test", "time"],
+        header=[
+            "initialisation",
+            "book",
+            "ours: validation, epoch 1",
+            "epoch 5",
+            "last epoch",
+            "ours: test",
+            "time",
+        ],
         rows=rows,
         figure=plot(ctx, results),
         reading=reading,
@@ -61,8 +71,13 @@ def run(ctx: BookContext) -> Page:
 def plot(ctx: BookContext, results):
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for row, r in results:
-        ax.plot([h["epoch"] for h in r.history], [100 * h["val_accuracy"] for h in r.history],
-                "o-", ms=3, label=row.name)
+        ax.plot(
+            [h["epoch"] for h in r.history],
+            [100 * h["val_accuracy"] for h in r.history],
+            "o-",
+            ms=3,
+            label=row.name,
+        )
     ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title="Weight initialisation")
     ax.legend()
     ax.grid(alpha=0.3)

@@ -61,8 +61,15 @@ def run(ctx: BookContext) -> Page:
         command=ctx.command,
         data=ctx.data_summary(),
         settings=ctx.settings_line() + f"; the first {ctx.book.n_train:,} training images",
-        header=["row", "book: peak test", "ours: peak validation (epoch)", "ours: final training",
-                "ours: final validation", "ours: test", "time"],
+        header=[
+            "row",
+            "book: peak test",
+            "ours: peak validation (epoch)",
+            "ours: final training",
+            "ours: final validation",
+            "ours: test",
+            "time",
+        ],
         rows=[table_row(row, r) for row, r in results],
         figure=figure,
         reading=reading(results),
@@ -92,36 +99,47 @@ def table_row(row, r: RowResult) -> list:
 
 
 def reading(results) -> str:
-    by_name = {row.get("params", {}).get("l2", None): r for row, r in results if not row.get("expand")
-               and set(row.get("params", {})) == {"l2"}}
-    plain, l2 = by_name.get(0.0), by_name.get(0.1)
+    """lambda 0.1 vs lambda 0 (the rows that set only l2): test accuracy and overfitting gap."""
+    plain_rows = {
+        float(row.params.l2): r
+        for row, r in results
+        if not row.get("expand") and set(row.get("params", {})) == {"l2"}
+    }
+    plain, l2 = plain_rows.get(0.0), plain_rows.get(0.1)
+    best_row, best = max(results, key=lambda x: x[1].metrics["best_val_accuracy"])
+    best_line = f"best row on validation: {best_row.name}"
     if plain is None or l2 is None:
-        best_row, best = max(results, key=lambda x: x[1].metrics["best_val_accuracy"])
-        return f"best row on validation: {best_row.name} ({percent(best.metrics['best_val_accuracy'])})."
+        return best_line + f" ({percent(best.metrics['best_val_accuracy'])})."
 
     def gap(r: RowResult) -> float:
         return r.history[-1]["train_accuracy"] - r.history[-1]["val_accuracy"]
 
     better = l2.metrics["test_accuracy"] > plain.metrics["test_accuracy"]
-    best_row, best = max(results, key=lambda x: x[1].metrics["best_val_accuracy"])
+    pattern = "the book's pattern" if better else "NOT the book's pattern"
     return (
         f"lambda = 0.1 ends at {percent(l2.metrics['test_accuracy'])} test vs "
-        f"{percent(plain.metrics['test_accuracy'])} without it "
-        f"({'the book' + chr(39) + 's pattern' if better else 'NOT the book' + chr(39) + 's pattern'}); "
-        f"the training-validation gap shrinks from {100 * gap(plain):.1f} to "
-        f"{100 * gap(l2):.1f} points; best row on validation: {best_row.name}."
+        f"{percent(plain.metrics['test_accuracy'])} without it ({pattern}); the training - "
+        f"validation gap goes from {100 * gap(plain):.1f} to {100 * gap(l2):.1f} points; "
+        f"{best_line}."
     )
 
 
 def plot(ctx: BookContext, results):
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    panels = [("train_loss", "training cost"), ("train_accuracy", "training accuracy (%)"),
-              ("val_accuracy", "validation accuracy (%)")]
+    panels = [
+        ("train_loss", "training cost"),
+        ("train_accuracy", "training accuracy (%)"),
+        ("val_accuracy", "validation accuracy (%)"),
+    ]
     for ax, (key, label) in zip(axes, panels, strict=True):
         scale = 1 if key == "train_loss" else 100
         for row, r in results:
-            ax.plot([h["epoch"] for h in r.history], [scale * h[key] for h in r.history],
-                    lw=1, label=row.name)
+            ax.plot(
+                [h["epoch"] for h in r.history],
+                [scale * h[key] for h in r.history],
+                lw=1,
+                label=row.name,
+            )
         ax.set(xlabel="epoch", ylabel=label)
         ax.grid(alpha=0.3)
     axes[0].set_yscale("log")

@@ -68,8 +68,15 @@ def run(ctx: BookContext) -> Page:
     curves = {}
     table_rows = []
     for row in book.rows:
-        settings = {"cost": row.cost, "w": row.w, "b": row.b, "learning_rate": eta,
-                    "epochs": epochs, "x": book.x, "y": book.y}
+        settings = {
+            "cost": row.cost,
+            "w": row.w,
+            "b": row.b,
+            "learning_rate": eta,
+            "epochs": epochs,
+            "x": book.x,
+            "y": book.y,
+        }
         with ctx.tracked_row(row.name, 0, settings) as tracker:
             started = time.perf_counter()
             history = train_neuron(row.w, row.b, row.cost, eta, epochs, book.x, book.y)
@@ -79,16 +86,18 @@ def run(ctx: BookContext) -> Page:
             half = epochs_to_half_cost(history)
             tracker.log_metrics({"epochs_to_half_cost": half} if half is not None else {})
         curves[row.name] = (row, history, half)
-        table_rows.append([
-            row.name,
-            f"{row.book_output:.2f}",
-            "—" if row.get("book_final") is None else f"{row.book_final:.2f}",
-            f"{history[0]['output']:.2f}",
-            f"{history[-1]['output']:.3f}",
-            f"{history[0]['cost']:.3f} -> {history[-1]['cost']:.4f}",
-            half if half is not None else f"> {epochs}",
-            f"{seconds:.2f} s",
-        ])
+        table_rows.append(
+            [
+                row.name,
+                f"{row.book_output:.2f}",
+                "—" if row.get("book_final") is None else f"{row.book_final:.2f}",
+                f"{history[0]['output']:.2f}",
+                f"{history[-1]['output']:.3f}",
+                f"{history[0]['cost']:.3f} -> {history[-1]['cost']:.4f}",
+                half if half is not None else f"> {epochs}",
+                f"{seconds:.2f} s",
+            ]
+        )
     figure = plot_curves(ctx, curves)
     return Page(
         name=book.name,
@@ -98,9 +107,16 @@ def run(ctx: BookContext) -> Page:
         data=ctx.data_summary(),
         settings=f"one sigmoid neuron, x = {book.x} -> y = {book.y}; eta = {eta}; {epochs} epochs "
         "(one gradient step each)",
-        header=["row", "book: output at start", f"book: after {epochs}", "ours: at start",
-                f"ours: after {epochs}",
-                "cost: start -> end", "epochs to halve the cost", "time"],
+        header=[
+            "row",
+            "book: output at start",
+            f"book: after {epochs}",
+            "ours: at start",
+            f"ours: after {epochs}",
+            "cost: start -> end",
+            "epochs to halve the cost",
+            "time",
+        ],
         rows=table_rows,
         figure=figure,
         reading=reading(curves, epochs),

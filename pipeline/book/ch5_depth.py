@@ -58,8 +58,14 @@ def run(ctx: BookContext) -> Page:
         command=ctx.command,
         data=ctx.data_summary(),
         settings=ctx.settings_line() + f"; seeds {ctx.seeds()} (mean ± standard deviation)",
-        header=["network", "book (validation)", "ours: best validation", "ours: test",
-                "‖delta^1‖ / ‖delta^last‖, epoch 1", "time (all seeds)"],
+        header=[
+            "network",
+            "book (validation)",
+            "ours: best validation",
+            "ours: test",
+            "‖delta^1‖ / ‖delta^last‖, epoch 1",
+            "time (all seeds)",
+        ],
         rows=table_rows,
         figure=plot(ctx, rows, results),
         reading=reading(rows, results),
@@ -124,11 +130,21 @@ def plot(ctx: BookContext, rows, results):
     fig, (ax_acc, ax_speed) = plt.subplots(1, 2, figsize=(12, 4))
     depths = np.arange(1, len(rows) + 1)
     vals = [accuracies(results[row.name], "best_val_accuracy") for row in rows]
-    ax_acc.errorbar(depths, [100 * v.mean() for v in vals], yerr=[100 * v.std() for v in vals],
-                    fmt="o-", capsize=4, label=f"ours (mean ± sd, {len(ctx.seeds())} seeds)")
+    ax_acc.errorbar(
+        depths,
+        [100 * v.mean() for v in vals],
+        yerr=[100 * v.std() for v in vals],
+        fmt="o-",
+        capsize=4,
+        label=f"ours (mean ± sd, {len(ctx.seeds())} seeds)",
+    )
     ax_acc.plot(depths, [100 * row.book for row in rows], "s--", label="book")
-    ax_acc.set(xlabel="hidden layers", ylabel="validation accuracy (%)", xticks=depths,
-               title="Accuracy by depth")
+    ax_acc.set(
+        xlabel="hidden layers",
+        ylabel="validation accuracy (%)",
+        xticks=depths,
+        title="Accuracy by depth",
+    )
     ax_acc.legend()
     deepest = results[rows[-1].name]
     keys = sorted(k for k in deepest[0].history[0] if k.startswith("delta_norm_hidden"))
@@ -136,8 +152,7 @@ def plot(ctx: BookContext, rows, results):
     for key in keys:
         mean = np.mean([[h[key] for h in r.history] for r in deepest], axis=0)
         ax_speed.semilogy(epochs, mean, "o-", ms=3, label=f"hidden layer {key[17:]}")
-    ax_speed.set(xlabel="epoch", ylabel="||delta^l||",
-                 title=f"Speed of learning, {rows[-1].name}")
+    ax_speed.set(xlabel="epoch", ylabel="||delta^l||", title=f"Speed of learning, {rows[-1].name}")
     ax_speed.legend(fontsize=8)
     for ax in (ax_acc, ax_speed):
         ax.grid(alpha=0.3, which="both")

@@ -124,8 +124,12 @@ def plot(ctx: BookContext, results):
     x = np.arange(len(results))
     ax.plot(x, [100 * row.book for row, _ in results], "s--", label="book (MNIST test)")
     ax.plot(x, [100 * r.metrics["test_accuracy"] for _, r in results], "o-", label="ours: test")
-    ax.plot(x, [100 * r.metrics["best_val_accuracy"] for _, r in results], "^:",
-            label="ours: validation")
+    ax.plot(
+        x,
+        [100 * r.metrics["best_val_accuracy"] for _, r in results],
+        "^:",
+        label="ours: validation",
+    )
     ax.set_xticks(x, [row.name for row, _ in results], rotation=20, ha="right", fontsize=8)
     ax.set(ylabel="accuracy (%)", title="Chapter 6: the progression")
     ax.legend()

@@ -60,7 +60,9 @@ def run_experiment(cfg: DictConfig, command: str) -> Page:
     """Run the experiment ``cfg.book.name`` and write its page; returns the page."""
     name = str(cfg.book.name)
     if name not in EXPERIMENTS:
-        raise ConfigError(f"book.name: unknown experiment {name!r}; choose from {list(EXPERIMENTS)}")
+        raise ConfigError(
+            f"book.name: unknown experiment {name!r}; choose from {list(EXPERIMENTS)}"
+        )
     module = importlib.import_module(EXPERIMENTS[name])
     started = time.perf_counter()
     ctx = make_context(cfg, needs_data=getattr(module, "NEEDS_DATA", True))
