@@ -1,20 +1,31 @@
 """scikit-learn estimators over the NumPy networks of :mod:`pipeline.nn`.
 
 :class:`MLPClassifier` is the book's fully connected network (chapters 1-3),
-:class:`CNNClassifier` its convolutional network (chapter 6). Both train with mini-batch SGD,
-monitor a validation set every epoch when they have one, and report each epoch to callbacks,
-which is how tracking and the hyper-parameter search watch (and stop) training.
+:class:`CNNClassifier` its convolutional network (chapter 6) and :class:`MLPRegressor` the
+same fully connected network with an identity output and the quadratic cost (chapter 4's
+universality). All train with mini-batch SGD, monitor a validation set every epoch when
+they have one, and report each epoch to callbacks, which is how tracking and the
+hyper-parameter search watch (and stop) training.
+
+An estimator owns its state: :meth:`_NetworkEstimator._get_state` and
+:meth:`_NetworkEstimator._set_state` read and write everything it learned (one list of
+fitted attributes, ``_fitted_attributes``), which is all :mod:`pipeline.artifacts` uses.
+A ``fit`` or ``partial_fit`` that raises leaves the estimator as it was before the call.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
+from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.metrics import r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
@@ -34,7 +45,8 @@ from pipeline.nn import (
     get_activation,
     get_cost,
 )
-from pipeline.nn.activations import HIDDEN_ACTIVATIONS, row_sum
+from pipeline.nn.activations import HIDDEN_ACTIVATIONS, Activation, row_sum
+from pipeline.nn.costs import Cost
 from pipeline.nn.initializers import INITS
 
 
@@ -48,6 +60,8 @@ class EpochInfo:
 
     ``validation_accuracy`` and ``validation_loss`` are None when training has no
     validation set; ``gradient_norms`` is None unless ``track_gradient_norms=True``.
+    For a regressor ``validation_accuracy`` holds the validation R^2 (``score_name`` says
+    which): the score that early stopping and the halving schedule watch.
     """
 
     epoch: int
@@ -56,13 +70,14 @@ class EpochInfo:
     validation_loss: float | None
     learning_rate: float
     gradient_norms: dict[str, float] | None = field(default=None)
+    score_name: str = "accuracy"
 
     def metrics(self) -> dict[str, float | None]:
         """The epoch's figures under flat names (``val_accuracy``, ``grad_norm_layer0``)."""
         figures = {
             "train_loss": self.train_loss,
             "val_loss": self.validation_loss,
-            "val_accuracy": self.validation_accuracy,
+            f"val_{self.score_name}": self.validation_accuracy,
             "learning_rate": self.learning_rate,
         }
         for layer, norm in (self.gradient_norms or {}).items():
@@ -93,18 +108,104 @@ def _whole_number(value, name: str, context) -> int:
     return int(value)
 
 
-class _NetworkClassifier(ClassifierMixin, BaseEstimator):
-    """Training, prediction and validation shared by the MLP and the CNN.
+def _as_network_dtype(X: np.ndarray, dtype: str, what: str) -> np.ndarray:
+    """X as a C-contiguous array of ``dtype``; values beyond its range are an error, not inf."""
+    limit = np.finfo(dtype).max
+    if X.dtype != dtype and X.size and np.abs(X).max() > limit:
+        raise ValueError(
+            f"{what} has values up to {np.abs(X).max():.3g}, beyond the {dtype} range "
+            f"(+-{limit:.3g}) the model computes in; scale the input"
+        )
+    return np.ascontiguousarray(X, dtype=dtype)
 
-    Subclasses define ``_build_layers`` and list every parameter in their ``__init__``.
+
+@dataclass(frozen=True)
+class _LayerSpec:
+    """One layer of a network plan: built into a :class:`Layer` or sized without allocating.
+
+    ``kind`` is "dense", "conv", "pool", "dropout" or "flatten"; ``sizes`` its integers
+    (dense: n_in, n_out; conv: in_channels, filters, kernel; pool: pool size), ``value``
+    its rate (dropout) and ``activation`` its sigma's name.
+    """
+
+    kind: str
+    sizes: tuple[int, ...] = ()
+    activation: str = "identity"
+    value: float = 0.0
+
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        if self.kind == "dense":
+            n_in, n_out = self.sizes
+            return {"W": (n_in, n_out), "b": (n_out,)}
+        if self.kind == "conv":
+            channels, filters, k = self.sizes
+            return {"W": (k, k, channels, filters), "b": (filters,)}
+        return {}
+
+    def build(self, rng: np.random.Generator, init: str, dtype: np.dtype) -> Layer:
+        if self.kind == "dense":
+            return Dense(*self.sizes, get_activation(self.activation), rng, init, dtype)
+        if self.kind == "conv":
+            return Conv2D(*self.sizes, get_activation(self.activation), rng, init, dtype)
+        if self.kind == "pool":
+            return MaxPool2D(self.sizes[0])
+        if self.kind == "dropout":
+            return Dropout(self.value, rng)
+        return Flatten()
+
+
+class _Transaction:
+    """Undo for a ``fit`` / ``partial_fit`` that raises: the estimator's learned state as it
+    was when the call began (weights copied, curves copied, the random generator's state).
+
+    A callback's exception is a deliberate stop (a pruned trial): :meth:`keep` marks the
+    epochs trained so far as real, finite state, which is then kept.
+    """
+
+    def __init__(self, estimator: _NetworkEstimator) -> None:
+        self.estimator = estimator
+        self.kept = False
+        names = (*estimator._fitted_attributes, *estimator._runtime_attributes)
+        self.saved = {
+            name: copy.copy(getattr(estimator, name)) for name in names if hasattr(estimator, name)
+        }
+        self.curves = {
+            name: copy.deepcopy(value)
+            for name, value in self.saved.items()
+            if isinstance(value, list)
+        }
+        self.network = self.saved.get("network_")
+        self.weights = self.network.get_state() if self.network is not None else None
+        rng = self.saved.get("_rng")
+        self.rng_state = rng.bit_generator.state if rng is not None else None
+
+    def keep(self) -> None:
+        self.kept = True
+
+    def restore(self) -> None:
+        est = self.estimator
+        est._forget_fit()
+        for name, value in {**self.saved, **self.curves}.items():
+            setattr(est, name, value)
+        if self.network is not None:
+            self.network.set_state(self.weights)
+            self.network.release_buffers()
+        if self.rng_state is not None:
+            est._rng.bit_generator.state = self.rng_state
+
+
+class _NetworkEstimator(BaseEstimator):
+    """Training, prediction, validation and state shared by the classifiers and the regressor.
+
+    Subclasses define the task (``_start_targets``, ``_targets``, ``_score_outputs``...),
+    ``_layer_plan``, and list every parameter in their ``__init__``.
     """
 
     _kind = "mlp"
-    _parameter_constraints: dict = {
+    _score_name = "accuracy"
+    _common_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(HIDDEN_ACTIVATIONS))],
-        "output_activation": [StrOptions({"auto", "sigmoid", "softmax"})],
-        "cost": [StrOptions({"quadratic", "cross_entropy", "log_likelihood"})],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "learning_rate_schedule": [StrOptions({"constant", "halving"})],
         "schedule_patience": [Interval(Integral, 1, None, closed="left")],
@@ -123,13 +224,55 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
         "random_state": ["random_state"],
         "dtype": [StrOptions({"float32", "float64"})],
     }
+    _parameter_constraints: dict = _common_constraints
+
+    # The one list of what fitting learns (saved and loaded by _get_state / _set_state);
+    # subclasses put their target description (classes_ or n_outputs_) first.
+    _fitted_attributes: tuple[str, ...] = (
+        "n_features_in_",
+        "n_iter_",
+        "loss_curve_",
+        "validation_scores_",
+        "validation_loss_curve_",
+        "best_validation_score_",
+        "learning_rate_curve_",
+        "gradient_norms_",
+    )
+    # Derived from the parameters and the fitted attributes, never saved.
+    _runtime_attributes: tuple[str, ...] = ("network_", "_rng", "_input_shape", "feature_names_in_")
+
+    # --- task: defined by the classifier and the regressor ---------------------------------
+    def _output_activation_name(self) -> str:
+        raise NotImplementedError
+
+    def _cost_name(self) -> str:
+        raise NotImplementedError
+
+    def _validate_Xy(self, X, y, reset: bool) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def _start_targets(self, y: np.ndarray, classes) -> None:
+        """Set the target description (``classes_`` or ``n_outputs_``) for a first fit."""
+        raise NotImplementedError
+
+    def _check_same_targets(self, y: np.ndarray, classes) -> None:
+        """A later ``partial_fit``: the targets must match those of the first call."""
+
+    def _n_outputs(self) -> int:
+        raise NotImplementedError
+
+    def _targets(self, y, what: str = "y") -> np.ndarray:
+        """The network's target activations for y, shape (n_samples, n_outputs)."""
+        raise NotImplementedError
+
+    def _score_outputs(self, A: np.ndarray, Y: np.ndarray) -> float:
+        """The validation score of outputs A against targets Y (higher is better)."""
+        raise NotImplementedError
+
+    def _stratify(self, Y: np.ndarray, n_val: int) -> np.ndarray | None:
+        return None
 
     # --- construction ----------------------------------------------------------------------
-    def _output_activation_name(self) -> str:
-        if self.output_activation != "auto":
-            return self.output_activation
-        return "softmax" if self.cost == "log_likelihood" else "sigmoid"
-
     def _hidden_sizes(self) -> list[int]:
         sizes = self.hidden_layer_sizes
         sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
@@ -139,29 +282,37 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
             )
         return [int(s) for s in sizes]
 
-    def _build_layers(self, n_features: int, n_outputs: int, rng) -> list[Layer]:
-        raise NotImplementedError
+    def _layer_plan(self, n_features: int, n_outputs: int) -> list[_LayerSpec]:
+        """The layers for ``n_features`` inputs and ``n_outputs`` outputs, not yet built."""
+        return self._dense_plan(n_features, n_outputs)
 
-    def _dense_stack(self, n_in: int, n_outputs: int, rng) -> list[Layer]:
+    def _dense_plan(self, n_in: int, n_outputs: int) -> list[_LayerSpec]:
         """Hidden Dense layers (each followed by dropout if any) and the output layer."""
-        dtype = np.dtype(self.dtype)
-        layers: list[Layer] = []
+        plan: list[_LayerSpec] = []
         for size in self._hidden_sizes():
-            layers.append(Dense(n_in, size, get_activation(self.activation), rng, self.init, dtype))
+            plan.append(_LayerSpec("dense", (n_in, size), self.activation))
             if self.dropout > 0:
-                layers.append(Dropout(self.dropout, rng))
+                plan.append(_LayerSpec("dropout", value=self.dropout))
             n_in = size
-        output = get_activation(self._output_activation_name())
-        layers.append(Dense(n_in, n_outputs, output, rng, self.init, dtype))
-        return layers
+        plan.append(_LayerSpec("dense", (n_in, n_outputs), self._output_activation_name()))
+        return plan
 
-    def _initialize(self, n_features: int, classes: np.ndarray) -> None:
-        """Fresh network and learned state for ``n_features`` inputs and these classes."""
-        self.classes_ = classes
+    def _parameter_shapes(self, n_features: int, n_outputs: int) -> dict[str, tuple[int, ...]]:
+        """Name -> shape of every network parameter ("0.W", "0.b", ...), nothing allocated."""
+        return {
+            f"{i}.{key}": shape
+            for i, spec in enumerate(self._layer_plan(n_features, n_outputs))
+            for key, shape in spec.parameter_shapes().items()
+        }
+
+    def _initialize(self, n_features: int) -> None:
+        """Fresh network and learned state for ``n_features`` inputs (targets already set)."""
         self.n_features_in_ = n_features
         self._rng = _generator(self.random_state)
-        layers = self._build_layers(n_features, len(classes), self._rng)
-        self.network_ = Network(layers, get_cost(self.cost), Regularizer(self.l2, self.l1))
+        dtype = np.dtype(self.dtype)
+        plan = self._layer_plan(n_features, self._n_outputs())
+        layers = [spec.build(self._rng, self.init, dtype) for spec in plan]
+        self.network_ = Network(layers, get_cost(self._cost_name()), Regularizer(self.l2, self.l1))
         self.n_iter_ = 0
         self.loss_curve_: list[float] = []
         self.validation_scores_: list[float] | None = None
@@ -174,32 +325,89 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
         """X rows as the network's first layer expects them (the CNN reshapes to images)."""
         return X
 
+    def _forget_fit(self) -> None:
+        """Remove the learned state, so that the estimator is unfitted again."""
+        for name in (*self._fitted_attributes, *self._runtime_attributes):
+            if hasattr(self, name):
+                delattr(self, name)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[_Transaction]:
+        """Run a fitting call; if it raises, restore the state from before the call."""
+        transaction = _Transaction(self)
+        try:
+            yield transaction
+        except BaseException:
+            if not transaction.kept:
+                transaction.restore()
+            raise
+
+    # --- state -----------------------------------------------------------------------------
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(the fitted attributes as JSON values, the network's parameter arrays).
+
+        The first maps each name of ``_fitted_attributes`` without its trailing underscore
+        ("n_iter", "loss_curve", ...) to its value; :meth:`_set_state` takes both back.
+        """
+        check_is_fitted(self)
+        state = {name.rstrip("_"): self._attribute_json(name) for name in self._fitted_attributes}
+        return state, self.network_.get_state()
+
+    def _attribute_json(self, name: str) -> Any:
+        return getattr(self, name)
+
+    def _set_state(self, state: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
+        """Become the fitted estimator described by ``state`` with these network parameters.
+
+        ``arrays`` maps parameter names to arrays, or to anything with ``shape`` and
+        ``dtype`` that ``np.asarray`` turns into one (an array not yet read from a file):
+        every shape is checked against the network the parameters describe before that
+        network is built, so a description that does not fit its arrays allocates nothing.
+        Raises ValueError (KeyError for a missing field) naming what does not fit.
+        """
+        self._forget_fit()
+        self._restore_targets(state)
+        n_features = _whole_number(state["n_features_in"], "n_features_in", state)
+        if n_features < 1:
+            raise ValueError(f"n_features_in: {n_features} must be >= 1")
+        expected = self._parameter_shapes(n_features, self._n_outputs())
+        if set(expected) != set(arrays):
+            raise ValueError(
+                f"parameter names differ: expected {sorted(expected)}, got {sorted(arrays)}"
+            )
+        for name, shape in expected.items():
+            got = tuple(arrays[name].shape)
+            if got != shape:
+                raise ValueError(f"parameter {name!r} has shape {got}, expected {shape}")
+            if np.dtype(arrays[name].dtype).kind != "f":
+                raise ValueError(f"parameter {name!r} is {arrays[name].dtype}, not float data")
+        try:
+            self._initialize(n_features)
+            values = {name: np.asarray(arrays[name]) for name in expected}
+            for name, value in values.items():
+                if not np.isfinite(value).all():
+                    raise ValueError(f"parameter {name!r} is not finite float data")
+            self.network_.set_state(values)
+            self.n_iter_ = int(state.get("n_iter", 0))
+            self.loss_curve_ = list(state.get("loss_curve") or [])
+            self.validation_scores_ = state.get("validation_scores")
+            self.validation_loss_curve_ = state.get("validation_loss_curve")
+            self.best_validation_score_ = state.get("best_validation_score")
+            self.learning_rate_curve_ = list(state.get("learning_rate_curve") or [])
+            self.gradient_norms_ = state.get("gradient_norms")
+        except BaseException:
+            self._forget_fit()
+            raise
+
+    def _restore_targets(self, state: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
     # --- input checks ----------------------------------------------------------------------
     def _validate_X(self, X, reset: bool) -> np.ndarray:
         X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
-        return np.ascontiguousarray(X, dtype=self.dtype)
+        return _as_network_dtype(X, self.dtype, "X")
 
-    def _validate_Xy(self, X, y, reset: bool) -> tuple[np.ndarray, np.ndarray]:
-        X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32])
-        check_classification_targets(y)
-        return np.ascontiguousarray(X, dtype=self.dtype), y
-
-    def _encode(self, y: np.ndarray, what: str = "y") -> np.ndarray:
-        """Class indices 0..K-1 of labels y; an unseen label is an error."""
-        idx = np.searchsorted(self.classes_, y)
-        idx = np.clip(idx, 0, len(self.classes_) - 1)
-        unknown = self.classes_[idx] != y
-        if np.any(unknown):
-            raise ValueError(
-                f"{what} contains labels not among the classes {self.classes_.tolist()}: "
-                f"{np.unique(np.asarray(y)[unknown]).tolist()[:10]}"
-            )
-        return idx
-
-    def _one_hot(self, idx: np.ndarray) -> np.ndarray:
-        return np.eye(len(self.classes_), dtype=self.dtype)[idx]
-
-    def _validation_set(self, validation_data, reset: bool):
+    def _validation_set(self, validation_data):
         if validation_data is None:
             return None
         try:
@@ -208,12 +416,22 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("validation_data must be a pair (X_val, y_val)") from None
         X_val = self._validate_X(X_val, reset=False)
         y_val = np.asarray(y_val)
-        if y_val.ndim != 1 or len(y_val) != len(X_val):
+        if y_val.ndim not in (1, 2) or len(y_val) != len(X_val):
             raise ValueError(
-                f"validation_data: y_val must be 1-D with {len(X_val)} labels; "
-                f"got shape {y_val.shape}"
+                f"validation_data: y_val must have {len(X_val)} rows; got shape {y_val.shape}"
             )
-        return self._network_input(X_val), self._one_hot(self._encode(y_val, "y_val"))
+        return self._network_input(X_val), self._targets(y_val, "y_val")
+
+    # Integer parameters: sklearn's Integral constraint lets True and False through.
+    _INTEGER_PARAMS = ("batch_size", "epochs", "n_iter_no_change", "schedule_patience")
+
+    def _check_integer_params(self) -> None:
+        for name in self._INTEGER_PARAMS:
+            if isinstance(getattr(self, name), bool):
+                raise InvalidParameterError(
+                    f"The {name!r} parameter of {type(self).__name__} must be an int in the "
+                    f"range [1, inf). Got {getattr(self, name)!r} instead."
+                )
 
     # --- fitting ---------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
@@ -230,113 +448,80 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,), any labels
+        y : array-like of shape (n_samples,): labels for a classifier; real targets, shape
+            (n_samples,) or (n_samples, n_outputs), for a regressor
         validation_data : (X_val, y_val), optional
             Held-out data scored every epoch. Without it, ``early_stopping`` and the halving
-            schedule split ``validation_fraction`` of (X, y) off, stratified.
+            schedule split ``validation_fraction`` of (X, y) off (stratified for a classifier).
         callbacks : callables taking an :class:`EpochInfo`; one returning True stops training.
+
+        If fitting raises, the estimator is left as it was before the call; except when a
+        callback raises (a deliberate stop, say a pruned trial): the epochs trained so far
+        are kept in the weights, ``n_iter_`` and the curves.
         """
-        self._check_integer_params()
-        X, y = self._validate_Xy(X, y, reset=True)
-        classes = np.unique(y)
-        if len(classes) < 2:
-            raise ValueError(
-                f"y has only 1 class {classes.tolist()}; a classifier needs at least 2 classes"
-            )
-        self._initialize(X.shape[1], classes)
-        try:
-            idx = self._encode(y)
-            validation = self._validation_set(validation_data, reset=False)
+        with self._transaction() as transaction:
+            self._check_integer_params()
+            X, y = self._validate_Xy(X, y, reset=True)
+            self._start_targets(y, None)
+            self._initialize(X.shape[1])
+            Y = self._targets(y)
+            validation = self._validation_set(validation_data)
             needs_validation = self.early_stopping or self.learning_rate_schedule == "halving"
             if validation is None and needs_validation:
-                X, idx, validation = self._split_validation(X, idx)
-        except BaseException:
-            self._forget_fit()  # bad input must not leave an untrained model "fitted"
-            raise
-        # From here on the state is real: a callback that stops training by raising (say,
-        # a pruned trial) leaves the epochs trained so far in n_iter_ and the curves.
-        self._train(X, idx, self.epochs, validation, callbacks, use_schedule=True)
+                X, Y, validation = self._split_validation(X, Y)
+            self._train(X, Y, self.epochs, validation, callbacks, True, transaction)
         return self
 
-    def _forget_fit(self) -> None:
-        """Remove the learned state, so that the estimator is unfitted again."""
-        for name in list(vars(self)):
-            if name.endswith("_") and not name.startswith("__") or name in ("_rng",):
-                delattr(self, name)
-
-    # Integer parameters: sklearn's Integral constraint lets True and False through.
-    _INTEGER_PARAMS = ("batch_size", "epochs", "n_iter_no_change", "schedule_patience")
-
-    def _check_integer_params(self) -> None:
-        for name in self._INTEGER_PARAMS:
-            if isinstance(getattr(self, name), bool):
-                raise InvalidParameterError(
-                    f"The {name!r} parameter of {type(self).__name__} must be an int in the "
-                    f"range [1, inf). Got {getattr(self, name)!r} instead."
-                )
-
-    def _split_validation(self, X: np.ndarray, idx: np.ndarray):
+    def _split_validation(self, X: np.ndarray, Y: np.ndarray):
         n_val = math.ceil(self.validation_fraction * len(X))
         if n_val < 1 or len(X) - n_val < 1:
             raise ValueError(
                 f"validation_fraction={self.validation_fraction} leaves no training or no "
                 f"validation samples out of {len(X)}"
             )
-        counts = np.bincount(idx)
-        stratify = idx if counts[counts > 0].min() >= 2 and n_val >= len(counts) else None
         seed = int(self._rng.integers(2**31 - 1))
-        X_tr, X_val, i_tr, i_val = train_test_split(
-            X, idx, test_size=n_val, stratify=stratify, random_state=seed
+        X_tr, X_val, Y_tr, Y_val = train_test_split(
+            X, Y, test_size=n_val, stratify=self._stratify(Y, n_val), random_state=seed
         )
-        return X_tr, i_tr, (self._network_input(X_val), self._one_hot(i_val))
+        return X_tr, Y_tr, (self._network_input(X_val), Y_val)
 
-    def partial_fit(
-        self,
-        X,
-        y,
-        classes=None,
-        *,
-        validation_data: tuple | None = None,
-        callbacks: Sequence[EpochCallback] = (),
-    ):
-        """One epoch of SGD over (X, y), continuing from the current weights.
-
-        ``classes`` (all labels that will ever appear) is required on the first call.
-        """
-        first_call = not hasattr(self, "classes_")
-        if first_call:
-            self._validate_params()
-            self._check_integer_params()
-            if classes is None:
-                raise ValueError("classes must be passed on the first call to partial_fit")
-        X, y = self._validate_Xy(X, y, reset=first_call)
-        if first_call:
-            all_classes = np.unique(np.asarray(classes))
-            if len(all_classes) < 2:
-                raise ValueError(f"classes={all_classes.tolist()}: need at least 2 classes")
-            self._initialize(X.shape[1], all_classes)
-        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
-            raise ValueError(
-                f"classes={np.unique(classes).tolist()} differs from the classes of the first "
-                f"call {self.classes_.tolist()}"
-            )
-        validation = self._validation_set(validation_data, reset=False)
-        self._train(X, self._encode(y), 1, validation, callbacks, use_schedule=False)
+    def _partial_fit(self, X, y, classes, validation_data, callbacks):
+        """One epoch of SGD over (X, y), continuing from the current weights."""
+        with self._transaction() as transaction:
+            first_call = not self.__sklearn_is_fitted__()
+            if first_call:
+                self._validate_params()
+                self._check_integer_params()
+                self._check_first_partial_fit(classes)
+            X, y = self._validate_Xy(X, y, reset=first_call)
+            if first_call:
+                self._start_targets(y, classes)
+                self._initialize(X.shape[1])
+            else:
+                self._check_same_targets(y, classes)
+            validation = self._validation_set(validation_data)
+            self._train(X, self._targets(y), 1, validation, callbacks, False, transaction)
         return self
+
+    def _check_first_partial_fit(self, classes) -> None:
+        """What the first ``partial_fit`` needs beyond X and y (a classifier: ``classes``)."""
 
     def _train(
         self,
         X: np.ndarray,
-        idx: np.ndarray,
+        Y: np.ndarray,
         epochs: int,
         validation: tuple[np.ndarray, np.ndarray] | None,
         callbacks: Sequence[EpochCallback],
         use_schedule: bool,
+        transaction: _Transaction,
     ) -> None:
-        """The SGD loop: shuffle once per epoch, step through mini-batches, then score."""
+        """The SGD loop: shuffle once per epoch, step through mini-batches, then score.
+
+        Y holds the target activations, shape (n_samples, n_outputs).
+        """
         net = self.network_
         n = len(X)
-        Y = self._one_hot(idx)
         X = self._network_input(X)
         schedule = LearningRateSchedule(
             self.learning_rate,
@@ -358,7 +543,7 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
         try:
             for _ in range(epochs):
                 order = self._rng.permutation(n)  # shuffle by index, once per epoch
-                Y_epoch = Y[order]  # the (small) one-hot targets in training order
+                Y_epoch = Y[order]  # the (small) targets in training order
                 optimizer.learning_rate = schedule.eta
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                     for start in range(0, n, batch):
@@ -372,7 +557,7 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
                     # The epoch's training loss: the mean cost of the mini-batches' outputs as
                     # they were seen, plus the weight penalty at the end of the epoch.
                     loss = net.cost.fn(outputs, Y_epoch) + net.regularizer.penalty(net.weights, n)
-                if not math.isfinite(loss):
+                if not math.isfinite(loss) or not all(np.isfinite(w).all() for w in net.weights):
                     raise DivergenceError(
                         f"training diverged: loss is {loss} in epoch {self.n_iter_ + 1} "
                         f"(learning_rate={schedule.eta:g}); try a smaller learning_rate"
@@ -392,8 +577,12 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
                     else:
                         stale_epochs += 1
                         stop = stop or stale_epochs >= self.n_iter_no_change
-                if any([bool(callback(info)) for callback in callbacks]):
-                    stop = True
+                try:
+                    if any([bool(callback(info)) for callback in callbacks]):
+                        stop = True
+                except BaseException:
+                    transaction.keep()  # a deliberate stop: the epochs so far are real
+                    raise
                 if stop:
                     break
         finally:
@@ -403,16 +592,17 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
             net.set_state(best_state)
 
     def _epoch_info(self, X, Y, n, validation, eta: float) -> EpochInfo:
-        """Score the epoch: validation accuracy and loss, gradient norms if asked."""
-        val_acc = val_loss = norms = None
+        """Score the epoch: validation score and loss, gradient norms if asked."""
+        val_score = val_loss = norms = None
         if validation is not None:
             X_val, Y_val = validation
-            proba = self._forward_chunked(X_val)
-            val_acc = float(np.mean(proba.argmax(axis=1) == Y_val.argmax(axis=1)))
-            val_loss = self.network_.cost.fn(proba, Y_val) + self.network_.regularizer.penalty(
+            with np.errstate(over="ignore", invalid="ignore"):
+                outputs = self._forward_chunked(X_val)
+            val_score = self._score_outputs(outputs, Y_val)
+            val_loss = self.network_.cost.fn(outputs, Y_val) + self.network_.regularizer.penalty(
                 self.network_.weights, n
             )
-            self.validation_scores_.append(val_acc)
+            self.validation_scores_.append(val_score)
             self.validation_loss_curve_.append(val_loss)
             self.best_validation_score_ = max(self.validation_scores_)
         if self.track_gradient_norms:
@@ -423,10 +613,11 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
         return EpochInfo(
             epoch=self.n_iter_,
             train_loss=self.loss_curve_[-1],
-            validation_accuracy=val_acc,
+            validation_accuracy=val_score,
             validation_loss=val_loss,
             learning_rate=eta,
             gradient_norms=norms,
+            score_name=self._score_name,
         )
 
     # --- prediction ------------------------------------------------------------------------
@@ -436,25 +627,27 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
             parts = [
                 self.network_.forward(X_net[i : i + chunk]) for i in range(0, len(X_net), chunk)
             ]
-        return np.concatenate(parts) if parts else np.zeros((0, len(self.classes_)))
+        return np.concatenate(parts) if parts else np.zeros((0, self._n_outputs()), self.dtype)
 
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, shape (n_samples, n_classes), rows summing to 1.
+    def _predict_outputs(self, X) -> np.ndarray:
+        """The output activations a^L for X in float64, shape (n_samples, n_outputs).
 
-        Softmax outputs are probabilities already; sigmoid outputs are normalised per row.
+        Inputs far outside the training range can overflow the network's arithmetic: that
+        is a ValueError naming the rows, never NaN outputs.
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         a = self._forward_chunked(self._network_input(X)).astype(np.float64)
-        # Sigmoid outputs need normalising; softmax outputs computed in float32 need it too,
-        # to sum to 1 in float64.
-        a /= np.maximum(row_sum(a), np.finfo(np.float64).tiny)
+        bad = ~np.isfinite(a).all(axis=1)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            largest = np.abs(X[rows[0]]).max()
+            raise ValueError(
+                f"X: the network's outputs overflow ({self.dtype}) for {len(rows)} of "
+                f"{len(a)} rows (first: row {rows[0]}, largest |x| {largest:.3g}); "
+                "inputs are far outside the range the model was trained on"
+            )
         return a
-
-    def predict(self, X) -> np.ndarray:
-        """The label of the most active output neuron, shape (n_samples,)."""
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
 
     @property
     def coefs_(self) -> list[np.ndarray]:
@@ -469,6 +662,145 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "network_")
+
+
+class _NetworkClassifier(ClassifierMixin, _NetworkEstimator):
+    """A network whose outputs are class scores: one output neuron per class."""
+
+    _parameter_constraints: dict = {
+        **_NetworkEstimator._common_constraints,
+        "output_activation": [StrOptions({"auto", "sigmoid", "softmax"})],
+        "cost": [StrOptions({"quadratic", "cross_entropy", "log_likelihood"})],
+    }
+    _fitted_attributes = ("classes_", *_NetworkEstimator._fitted_attributes)
+
+    def _output_activation_name(self) -> str:
+        if self.output_activation != "auto":
+            return self.output_activation
+        return "softmax" if self.cost == "log_likelihood" else "sigmoid"
+
+    def _cost_name(self) -> str:
+        return self.cost
+
+    def _validate_Xy(self, X, y, reset: bool) -> tuple[np.ndarray, np.ndarray]:
+        X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32])
+        check_classification_targets(y)
+        return _as_network_dtype(X, self.dtype, "X"), y
+
+    def _check_first_partial_fit(self, classes) -> None:
+        if classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit")
+
+    def _start_targets(self, y: np.ndarray, classes) -> None:
+        if classes is None:
+            classes = np.unique(y)
+            if len(classes) < 2:
+                raise ValueError(
+                    f"y has only 1 class {classes.tolist()}; a classifier needs at least 2 classes"
+                )
+        else:
+            classes = np.unique(np.asarray(classes))
+            if len(classes) < 2:
+                raise ValueError(f"classes={classes.tolist()}: need at least 2 classes")
+        self.classes_ = classes
+
+    def _check_same_targets(self, y: np.ndarray, classes) -> None:
+        if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            raise ValueError(
+                f"classes={np.unique(classes).tolist()} differs from the classes of the first "
+                f"call {self.classes_.tolist()}"
+            )
+
+    def _n_outputs(self) -> int:
+        return len(self.classes_)
+
+    def _encode(self, y: np.ndarray, what: str = "y") -> np.ndarray:
+        """Class indices 0..K-1 of labels y; an unseen label is an error."""
+        y = np.asarray(y)
+        if y.ndim != 1:
+            raise ValueError(f"{what} must be 1-D labels; got shape {y.shape}")
+        idx = np.searchsorted(self.classes_, y)
+        idx = np.clip(idx, 0, len(self.classes_) - 1)
+        unknown = self.classes_[idx] != y
+        if np.any(unknown):
+            raise ValueError(
+                f"{what} contains labels not among the classes {self.classes_.tolist()}: "
+                f"{np.unique(np.asarray(y)[unknown]).tolist()[:10]}"
+            )
+        return idx
+
+    def _targets(self, y, what: str = "y") -> np.ndarray:
+        return np.eye(len(self.classes_), dtype=self.dtype)[self._encode(y, what)]
+
+    def _score_outputs(self, A: np.ndarray, Y: np.ndarray) -> float:
+        return float(np.mean(A.argmax(axis=1) == Y.argmax(axis=1)))
+
+    def _stratify(self, Y: np.ndarray, n_val: int) -> np.ndarray | None:
+        idx = Y.argmax(axis=1)
+        counts = np.bincount(idx)
+        return idx if counts[counts > 0].min() >= 2 and n_val >= len(counts) else None
+
+    def _attribute_json(self, name: str) -> Any:
+        if name == "classes_":
+            return self.classes_.tolist()
+        return getattr(self, name)
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        state, arrays = super()._get_state()
+        kind = self.classes_.dtype.kind
+        state["classes_dtype"] = self.classes_.dtype.str if kind != "O" else "str"
+        return state, arrays
+
+    def _restore_targets(self, state: Mapping[str, Any]) -> None:
+        dtype = state["classes_dtype"]
+        if not isinstance(dtype, str):
+            raise ValueError(f"classes_dtype: {dtype!r} is not a dtype name")
+        dtype = object if dtype == "str" else np.dtype(dtype)
+        if np.dtype(dtype).kind not in "biufUO":
+            raise ValueError(f"classes_dtype: {dtype!r} is not a label type")
+        classes = state["classes"]
+        if not isinstance(classes, list) or len(classes) < 2:
+            raise ValueError(f"classes: {str(classes)[:80]} is not a list of 2 or more labels")
+        self.classes_ = np.asarray(classes, dtype=dtype)
+
+    def partial_fit(
+        self,
+        X,
+        y,
+        classes=None,
+        *,
+        validation_data: tuple | None = None,
+        callbacks: Sequence[EpochCallback] = (),
+    ):
+        """One epoch of SGD over (X, y), continuing from the current weights.
+
+        ``classes`` (all labels that will ever appear) is required on the first call.
+        """
+        return self._partial_fit(X, y, classes, validation_data, callbacks)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, shape (n_samples, n_classes), rows summing to 1.
+
+        Softmax outputs are probabilities already; sigmoid outputs are normalised per row.
+        """
+        a = self._predict_outputs(X)
+        sums = row_sum(a)
+        empty = sums[:, 0] <= 0
+        if empty.any():  # every sigmoid output underflowed to 0: no class is preferred
+            raise ValueError(
+                f"X: every output neuron is 0 for {int(empty.sum())} rows (first: row "
+                f"{int(np.flatnonzero(empty)[0])}); inputs are far outside the range the model "
+                "was trained on"
+            )
+        # Sigmoid outputs need normalising; softmax outputs computed in float32 need it too,
+        # to sum to 1 in float64.
+        a /= sums
+        return a
+
+    def predict(self, X) -> np.ndarray:
+        """The label of the most active output neuron, shape (n_samples,)."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 class MLPClassifier(_NetworkClassifier):
@@ -574,9 +906,6 @@ class MLPClassifier(_NetworkClassifier):
         self.track_gradient_norms = track_gradient_norms
         self.random_state = random_state
         self.dtype = dtype
-
-    def _build_layers(self, n_features: int, n_outputs: int, rng) -> list[Layer]:
-        return self._dense_stack(n_features, n_outputs, rng)
 
 
 class CNNClassifier(_NetworkClassifier):
@@ -692,33 +1021,206 @@ class CNNClassifier(_NetworkClassifier):
             specs.append((filters, kernel, pool))
         return specs
 
-    def _build_layers(self, n_features: int, n_outputs: int, rng) -> list[Layer]:
-        shape = self._resolve_image_shape(n_features)
-        self._input_shape = shape
-        dtype = np.dtype(self.dtype)
-        layers: list[Layer] = []
+    def _initialize(self, n_features: int) -> None:
+        self._input_shape = self._resolve_image_shape(n_features)
+        super()._initialize(n_features)
+
+    def _layer_plan(self, n_features: int, n_outputs: int) -> list[_LayerSpec]:
+        image = shape = self._resolve_image_shape(n_features)
+        plan: list[_LayerSpec] = []
         for filters, kernel, pool in self._conv_specs():
             h, w, c = shape
             if kernel > h or kernel > w:
                 raise ValueError(
                     f"conv_layers: a {kernel}x{kernel} kernel does not fit the {h}x{w} "
-                    f"feature map (image_shape {self._input_shape[:2]})"
+                    f"feature map (image_shape {image[:2]})"
                 )
-            conv = Conv2D(
-                c, filters, kernel, get_activation(self.activation), rng, self.init, dtype
-            )
-            layers.append(conv)
-            shape = conv.output_shape(shape)
+            plan.append(_LayerSpec("conv", (c, filters, kernel), self.activation))
+            shape = (h - kernel + 1, w - kernel + 1, filters)  # Conv2D.output_shape
             if pool > 1:
                 if pool > shape[0] or pool > shape[1]:
                     raise ValueError(
                         f"conv_layers: a {pool}x{pool} pool does not fit the "
                         f"{shape[0]}x{shape[1]} feature map"
                     )
-                layers.append(MaxPool2D(pool))
-                shape = layers[-1].output_shape(shape)
-        layers.append(Flatten())
-        return layers + self._dense_stack(math.prod(shape), n_outputs, rng)
+                plan.append(_LayerSpec("pool", (pool,)))
+                shape = (shape[0] // pool, shape[1] // pool, filters)  # MaxPool2D.output_shape
+        plan.append(_LayerSpec("flatten"))
+        return plan + self._dense_plan(math.prod(shape), n_outputs)
 
     def _network_input(self, X: np.ndarray) -> np.ndarray:
         return X.reshape((len(X), *self._input_shape))
+
+
+class MLPRegressor(RegressorMixin, _NetworkEstimator):
+    """The book's fully connected network with linear outputs, for real-valued targets.
+
+    The output layer is the identity, a^L = z^L, and the cost the quadratic
+    C = 1/2 ||y - a^L||^2, so the output error is delta^L = a^L - y (BP1); hidden layers,
+    training and regularisation are those of :class:`MLPClassifier`. One hidden layer of
+    sigmoid neurons is chapter 4's universal approximator.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or sequence of int, default=(100,)
+    activation : {"sigmoid", "tanh", "relu", "identity"}, default="sigmoid"
+    learning_rate : float, default=0.01
+        eta. The quadratic cost on unbounded outputs takes steps n_hidden times larger than
+        the classifiers' saturating outputs: eta is smaller.
+    epochs : int, default=100
+    dtype : {"float32", "float64"}, default="float64"
+        Regression outputs are read as numbers, not compared: float64 by default (float32
+        results of a row can differ in the last bits with the rows computed beside it).
+    The remaining parameters are those of :class:`MLPClassifier`. Early stopping and the
+    halving schedule watch the validation R^2.
+
+    Attributes
+    ----------
+    n_outputs_ (columns of y; 1 for 1-D y, whose predictions are 1-D), n_features_in_,
+    n_iter_, loss_curve_ (mean quadratic cost per epoch), validation_scores_ (R^2 per
+    epoch), validation_loss_curve_, best_validation_score_, learning_rate_curve_,
+    gradient_norms_, network_, coefs_, intercepts_.
+    """
+
+    _kind = "mlp"
+    _score_name = "r2"
+    _parameter_constraints: dict = dict(_NetworkEstimator._common_constraints)
+    _fitted_attributes = ("n_outputs_", *_NetworkEstimator._fitted_attributes)
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        *,
+        activation: str = "sigmoid",
+        learning_rate: float = 0.01,
+        learning_rate_schedule: str = "constant",
+        schedule_patience: int = 10,
+        schedule_min_fraction: float = 1.0 / 128,
+        l2: float = 0.0,
+        l1: float = 0.0,
+        dropout: float = 0.0,
+        batch_size: int = 10,
+        epochs: int = 100,
+        momentum: float = 0.0,
+        init: str = "scaled",
+        early_stopping: bool = False,
+        n_iter_no_change: int = 10,
+        validation_fraction: float = 0.1,
+        track_gradient_norms: bool = False,
+        random_state=None,
+        dtype: str = "float64",
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.learning_rate = learning_rate
+        self.learning_rate_schedule = learning_rate_schedule
+        self.schedule_patience = schedule_patience
+        self.schedule_min_fraction = schedule_min_fraction
+        self.l2 = l2
+        self.l1 = l1
+        self.dropout = dropout
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.momentum = momentum
+        self.init = init
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
+        self.validation_fraction = validation_fraction
+        self.track_gradient_norms = track_gradient_norms
+        self.random_state = random_state
+        self.dtype = dtype
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def _output_activation_name(self) -> str:
+        return "identity"
+
+    def _cost_name(self) -> str:
+        return "quadratic"
+
+    def _validate_Xy(self, X, y, reset: bool) -> tuple[np.ndarray, np.ndarray]:
+        X, y = validate_data(
+            self, X, y, reset=reset, dtype=[np.float64, np.float32], y_numeric=True,
+            multi_output=True,
+        )  # fmt: skip
+        return _as_network_dtype(X, self.dtype, "X"), y
+
+    def _start_targets(self, y: np.ndarray, classes) -> None:
+        self.n_outputs_ = 1 if y.ndim == 1 else y.shape[1]
+
+    def _check_same_targets(self, y: np.ndarray, classes) -> None:
+        n_outputs = 1 if y.ndim == 1 else y.shape[1]
+        if n_outputs != self.n_outputs_:
+            raise ValueError(
+                f"y has {n_outputs} outputs; the first call to partial_fit had {self.n_outputs_}"
+            )
+
+    def _n_outputs(self) -> int:
+        return self.n_outputs_
+
+    def _targets(self, y, what: str = "y") -> np.ndarray:
+        y = np.asarray(y)
+        if y.dtype.kind not in "biuf":
+            raise ValueError(f"{what} must hold numbers; got {y.dtype}")
+        Y = _as_network_dtype(y.reshape(len(y), -1), self.dtype, what)
+        if Y.shape[1] != self.n_outputs_:
+            raise ValueError(f"{what} has {Y.shape[1]} outputs; the model has {self.n_outputs_}")
+        if not np.isfinite(Y).all():
+            raise ValueError(f"{what} contains NaN or infinity")
+        return Y
+
+    def _score_outputs(self, A: np.ndarray, Y: np.ndarray) -> float:
+        if not np.isfinite(A).all():
+            return -np.inf
+        return float(r2_score(Y.astype(np.float64), A.astype(np.float64)))
+
+    def _restore_targets(self, state: Mapping[str, Any]) -> None:
+        n_outputs = _whole_number(state["n_outputs"], "n_outputs", state)
+        if n_outputs < 1:
+            raise ValueError(f"n_outputs: {n_outputs} must be >= 1")
+        self.n_outputs_ = n_outputs
+
+    def partial_fit(
+        self,
+        X,
+        y,
+        *,
+        validation_data: tuple | None = None,
+        callbacks: Sequence[EpochCallback] = (),
+    ):
+        """One epoch of SGD over (X, y), continuing from the current weights."""
+        return self._partial_fit(X, y, None, validation_data, callbacks)
+
+    def predict(self, X) -> np.ndarray:
+        """The output activations, shape (n_samples,) for 1-D targets, else
+        (n_samples, n_outputs); float64."""
+        a = self._predict_outputs(X)
+        return a[:, 0] if self.n_outputs_ == 1 else a
+
+
+def trusted_types() -> list[str]:
+    """Fully qualified names of every class a fitted estimator of this module can hold.
+
+    The estimators, :class:`Network`, :class:`Regularizer`, and every activation, cost and
+    layer class (found as subclasses of their bases, so a new layer is listed without an
+    edit here): what an MLflow model in skops format may contain (``skops_trusted_types``).
+    """
+
+    def subclasses(base: type) -> list[type]:
+        found = []
+        for cls in base.__subclasses__():
+            found += [cls, *subclasses(cls)]
+        return found
+
+    classes = [
+        *(cls for cls in subclasses(_NetworkEstimator) if not cls.__name__.startswith("_")),
+        Network,
+        Regularizer,
+        *subclasses(Activation),
+        *subclasses(Cost),
+        *subclasses(Layer),
+    ]
+    return sorted({f"{cls.__module__}.{cls.__qualname__}" for cls in classes})

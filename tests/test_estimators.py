@@ -1,4 +1,5 @@
-"""The estimators: learning, parameters, bad input, epoch hooks, sklearn composition."""
+"""The estimators: learning, parameters, bad input, epoch hooks, sklearn composition, and
+the regressor (chapter 4)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
-from pipeline import CNNClassifier, DivergenceError, EpochInfo, MLPClassifier
+from pipeline import CNNClassifier, DivergenceError, EpochInfo, MLPClassifier, MLPRegressor
+from pipeline.artifacts import load_model, save_model
 
 
 @pytest.fixture(scope="module")
@@ -318,3 +320,81 @@ def test_cnn_on_images_keeps_sklearn_invariances(digits):
     assert clf.n_features_in_ == 64
     with pytest.raises(ValueError, match="64 features"):
         clf.predict(X_te[:, :49])
+
+
+# --- the regressor (chapter 4) --------------------------------------------------------------
+def sine(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    x = np.random.default_rng(seed).uniform(-np.pi, np.pi, size=(n, 1))
+    return x, np.sin(x[:, 0])
+
+
+def test_regressor_learns_sine():
+    """Universality: one hidden layer of sigmoid neurons approximates sin on [-pi, pi]."""
+    X, y = sine()
+    X_test, y_test = sine(200, seed=1)
+    reg = MLPRegressor(hidden_layer_sizes=(20,), learning_rate=0.05, epochs=300, random_state=0)
+    assert reg.fit(X, y).score(X_test, y_test) >= 0.95
+    assert reg.predict(X_test).shape == (200,) and reg.predict(X_test).dtype == np.float64
+    assert reg.loss_curve_[-1] < reg.loss_curve_[0] / 5
+
+
+def test_regressor_network_gradient_matches_finite_differences():
+    """BP1 with the identity output and the quadratic cost, delta^L = a^L - y, through the
+    regressor's own network in float64, L2 penalty included."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
+    reg = MLPRegressor(hidden_layer_sizes=(4, 3), activation="tanh", l2=0.5, epochs=1,
+                       random_state=0).fit(X, Y)  # fmt: skip
+    net = reg.network_
+    assert type(net.layers[-1].activation).__name__ == "Identity"
+    assert net.cost.name == "quadratic" and net.layers[0].params["W"].dtype == np.float64
+    net.backprop(X, Y, n=len(X))
+    for name, value, grad in net.parameters():
+        analytic = grad.copy()
+        numeric = np.zeros_like(value)
+        flat, nflat = value.reshape(-1), numeric.reshape(-1)
+        for i in range(flat.size):
+            old = flat[i]
+            flat[i] = old + 1e-6
+            plus = net.loss(X, Y, len(X))
+            flat[i] = old - 1e-6
+            minus = net.loss(X, Y, len(X))
+            flat[i] = old
+            nflat[i] = (plus - minus) / 2e-6
+        error = np.max(np.abs(analytic - numeric)) / max(
+            1e-8, np.max(np.abs(analytic) + np.abs(numeric))
+        )
+        assert error < 1e-6, name
+
+
+def test_regressor_multi_output_partial_fit_and_early_stopping():
+    X, y = sine()
+    Y = np.column_stack([y, np.cos(X[:, 0])])
+    reg = MLPRegressor(hidden_layer_sizes=(20,), learning_rate=0.05, random_state=0)
+    for _ in range(3):
+        reg.partial_fit(X, Y)
+    assert reg.n_iter_ == 3 and reg.n_outputs_ == 2 and reg.predict(X).shape == (400, 2)
+    with pytest.raises(ValueError, match="1 outputs; the first call to partial_fit had 2"):
+        reg.partial_fit(X, y)
+    assert reg.n_iter_ == 3
+    stopped = MLPRegressor(
+        hidden_layer_sizes=(20,), learning_rate=0.05, epochs=500, early_stopping=True,
+        n_iter_no_change=5, random_state=0,
+    ).fit(X, y)  # fmt: skip
+    assert stopped.n_iter_ < 500 and stopped.best_validation_score_ > 0.9
+    seen = []
+    MLPRegressor(epochs=2, random_state=0).fit(
+        X, y, validation_data=(X, y), callbacks=[seen.append]
+    )
+    assert "val_r2" in seen[0].metrics() and seen[0].score_name == "r2"
+
+
+@pytest.mark.parametrize("random_state", [3, np.int64(3)])
+def test_regressor_saves_and_loads(random_state, tmp_path):
+    X, y = sine(100)
+    reg = MLPRegressor(hidden_layer_sizes=(8,), epochs=3, random_state=random_state).fit(X, y)
+    save_model(reg, tmp_path / "reg")
+    loaded = load_model(tmp_path / "reg")
+    assert type(loaded) is MLPRegressor and loaded.get_params() == reg.get_params()
+    np.testing.assert_array_equal(loaded.predict(X), reg.predict(X))
+    assert loaded.n_outputs_ == 1 and loaded.loss_curve_ == reg.loss_curve_

@@ -1,16 +1,17 @@
-"""scikit-learn's own estimator checks over both estimators, default-constructed.
+"""scikit-learn's own estimator checks over the estimators, default-constructed.
 
-The MLP passes every check. The CNN's default network starts with a 5x5 convolution, so it
-needs square images of at least 5x5 pixels; the checks below feed X with 1, 2, 3, 4, 5 or 10
-features, which is no such image, and the CNN refuses it with a ValueError that names the
-problem. Those checks, and only those, are expected failures.
+The MLP classifier and the MLP regressor pass every check. The CNN's default network
+starts with a 5x5 convolution, so it needs square images of at least 5x5 pixels; the checks
+below feed X with 1, 2, 3, 4, 5 or 10 features, which is no such image, and the CNN refuses
+it with a ValueError that names the problem. Those checks, and only those, are expected
+failures.
 """
 
 from __future__ import annotations
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from pipeline import CNNClassifier, MLPClassifier
+from pipeline import CNNClassifier, MLPClassifier, MLPRegressor
 
 _NOT_AN_IMAGE = "X has {} features: not a square image a 5x5 convolution fits"
 
@@ -62,7 +63,7 @@ def _expected_failures(estimator) -> dict[str, str]:
 
 
 @parametrize_with_checks(
-    [MLPClassifier(), CNNClassifier()], expected_failed_checks=_expected_failures
+    [MLPClassifier(), CNNClassifier(), MLPRegressor()], expected_failed_checks=_expected_failures
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)

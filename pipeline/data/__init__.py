@@ -15,8 +15,8 @@ them into a one-line message and a non-zero exit status.
 
 from __future__ import annotations
 
-from pipeline.artifacts import ArtifactError
 from pipeline.errors import ConfigError, check_keys
+from pipeline.io import ArtifactError
 
 
 class DataError(ArtifactError):

@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from pipeline.artifacts import file_checksum
 from pipeline.data import ConfigError, DataError, check_keys
 from pipeline.data.download import DownloadError, RemoteFile, fetch_all
 from pipeline.data.idx import read_idx
+from pipeline.io import file_checksum
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from pipeline.artifacts import atomic_path, file_checksum, new_hash
 from pipeline.data import DataError
+from pipeline.io import atomic_path, file_checksum, new_hash
 
 log = logging.getLogger(__name__)
 

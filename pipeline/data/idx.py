@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.artifacts import atomic_path
 from pipeline.data import DataError
+from pipeline.io import atomic_path
 
 #: IDX type code -> NumPy dtype of the stored (big-endian) elements.
 IDX_DTYPES: dict[int, np.dtype] = {
