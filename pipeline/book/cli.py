@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cfg = compose_config(book_overrides(argv))
     except (ConfigError, HydraException, OmegaConfBaseException) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print("error: " + "; ".join(str(err).splitlines()), file=sys.stderr)  # one line
         sys.exit(2)
     command = "python -m pipeline.book " + shlex.join(argv)
     try:
