@@ -10,13 +10,14 @@ neurons; the error on an even grid over [0, 1] is the test score.
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import matplotlib.pyplot as plt
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from pipeline.book.page import Page
-from pipeline.book.runner import BookContext
+from pipeline.book.runner import BookContext, log_history
 from pipeline.estimators import MLPRegressor
 from pipeline.reports import save_figure
 
@@ -40,6 +41,10 @@ def network_input(x: np.ndarray, scale: float) -> np.ndarray:
     return (scale * (2 * x - 1))[:, None]
 
 
+def record(history: list[dict], info) -> None:
+    history.append({"epoch": info.epoch, **info.metrics()})
+
+
 def rmse(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(np.mean((a - b) ** 2)))
 
@@ -55,6 +60,7 @@ def run(ctx: BookContext) -> Page:
     for row in book.rows:
         params = ctx.row_params(row)
         estimator = MLPRegressor(**params, random_state=seed)
+        history: list[dict] = []
         with ctx.tracked_row(row.name, seed, params) as tracker:
             started = time.perf_counter()
             with threadpool_limits(limits=int(book.threads)):
@@ -62,9 +68,10 @@ def run(ctx: BookContext) -> Page:
                     network_input(x_train, scale),
                     f(x_train),
                     validation_data=(network_input(x_val, scale), f(x_val)),
-                    callbacks=[lambda info, t=tracker: t.log_metrics(info.metrics(), info.epoch)],
+                    callbacks=[partial(record, history)],
                 )
             seconds = time.perf_counter() - started
+            log_history(tracker, history)
             prediction = estimator.predict(network_input(grid, scale))
             metrics = {
                 "val_rmse": rmse(estimator.predict(network_input(x_val, scale)), f(x_val)),
