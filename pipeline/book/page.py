@@ -107,6 +107,12 @@ def write_page(page: Page, out_dir: str | os.PathLike) -> Path:
     return path
 
 
+def overrides(summary: dict[str, Any]) -> str:
+    """The command's overrides after ``book=<name>``, or "the book's" when there are none."""
+    rest = summary["command"].split(f"book={summary['name']}", 1)[-1].strip()
+    return f"`{rest}`" if rest else "the book's"
+
+
 def write_index(out_dir: str | os.PathLike) -> Path:
     """``index.md``: one line per experiment page in ``out_dir``, by chapter."""
     out_dir = Path(out_dir)
@@ -117,11 +123,15 @@ def write_index(out_dir: str | os.PathLike) -> Path:
             s["chapter"],
             f"[{s['title']}]({s['name']}.md)",
             f"`{s['data']['dataset']}`",
+            overrides(s),
             f"{s['wall_seconds']:.0f} s",
             s["reading"],
         ]
         for s in summaries
     ]
+    totals: dict[int, float] = {}
+    for s in summaries:
+        totals[s["chapter"]] = totals.get(s["chapter"], 0.0) + s["wall_seconds"]
     text = "\n".join(
         [
             "# The book's experiments, rerun",
@@ -131,7 +141,11 @@ def write_index(out_dir: str | os.PathLike) -> Path:
             "`python -m pipeline.book book=<name>` (see each page for its exact command); every "
             "row is an MLflow run in the experiment `nndl-book-ch<chapter>`.",
             "",
-            table(["chapter", "experiment", "data", "wall time", "reading"], rows),
+            table(["chapter", "experiment", "data", "settings", "wall time", "reading"], rows),
+            "",
+            "Wall time per chapter (the runs above, one after another): "
+            + ", ".join(f"chapter {c}: {t:.0f} s" for c, t in sorted(totals.items()))
+            + ".",
             "",
         ]
     )
