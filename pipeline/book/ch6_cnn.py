@@ -99,12 +99,24 @@ def run(ctx: BookContext) -> Page:
         reading=reading(results),
         wall_seconds=0.0,
         notes=[
+            *slow_start_notes(results),
             "Validation accuracy: the best epoch's for single networks (the book also keeps the "
             "best epoch on validation), the vote's for the ensemble.",
             "Weights: N(0, 1/n_in) for the sigmoid rows, N(0, 2/n_in) for the ReLU rows (the "
             "project's conf/model/cnn.yaml: the scaled init leaves many ReLUs dead here).",
         ],
     )
+
+
+def slow_start_notes(results) -> list[str]:
+    """A note for each row still near chance (< 50% on validation) after its epochs."""
+    return [
+        f"{row.name}: {percent(r.metrics['best_val_accuracy'])} on validation after "
+        f"{int(r.metrics['epochs'])} epochs: still in the slow start of sigmoid networks; it "
+        "needs more epochs (or more images per epoch) than this run gives it."
+        for row, r in results
+        if r.metrics["best_val_accuracy"] < 0.5
+    ]
 
 
 def reading(results) -> str:
