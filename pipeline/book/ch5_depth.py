@@ -124,12 +124,18 @@ def reading(rows, results) -> str:
     same = "as in the book" if best == book_best else f"the book's best is {book_best}"
     deepest = rows[-1].name
     ratio = speed_ratio(results[deepest])
-    speed = (
-        f"; in {deepest} the first hidden layer learns {1 / ratio:.0f}x slower than the last "
-        "after epoch 1 (the vanishing gradient)"
-        if ratio
-        else ""
-    )
+    if not ratio:
+        speed = ""
+    elif ratio < 0.5:
+        speed = (
+            f"; in {deepest} the first hidden layer learns {1 / ratio:.0f}x slower than the "
+            "last after epoch 1 (the vanishing gradient)"
+        )
+    else:
+        speed = (
+            f"; in {deepest} the first hidden layer learns about as fast as the last after "
+            f"epoch 1 (ratio {ratio:.2f}): by then the gradient no longer vanishes here"
+        )
     return f"Best depth on validation: {best} ({100 * means[best]:.2f}% mean), {same}{speed}."
 
 
