@@ -510,6 +510,23 @@ class Tracker:
             with self._guard("logging metrics"):
                 self._open().log_batch(self.run_id, metrics=batch)
 
+    def log_history(self, history: list[dict[str, Any]]) -> None:
+        """Every epoch's figures (``{"epoch": 3, "cost": 0.2, ...}``, step = epoch) in a few
+        requests of at most 1,000 metrics (MLflow's ``log_batch`` limit)."""
+        if not self.active or self.run_id is None:
+            return
+        batch = [
+            metric
+            for entry in history
+            for metric in _metrics(
+                {k: v for k, v in entry.items() if k != "epoch"}, int(entry["epoch"])
+            )
+        ]
+        with self._guard("logging the epochs"):
+            client = self._open()
+            for start in range(0, len(batch), 1000):
+                client.log_batch(self.run_id, metrics=batch[start : start + 1000])
+
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         if not self.active or self.run_id is None:
             return

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from pipeline.book.page import Page
-from pipeline.book.runner import BookContext, log_history
+from pipeline.book.runner import BookContext
 from pipeline.nn import SGD, Dense, Network, get_activation, get_cost
 from pipeline.reports import save_figure
 
@@ -81,7 +81,7 @@ def run(ctx: BookContext) -> Page:
             started = time.perf_counter()
             history = train_neuron(row.w, row.b, row.cost, eta, epochs, book.x, book.y)
             seconds = time.perf_counter() - started
-            log_history(tracker, history)
+            tracker.log_history(history)
             half = epochs_to_half_cost(history)
             tracker.log_metrics({"epochs_to_half_cost": half} if half is not None else {})
         curves[row.name] = (row, history, half)

@@ -17,7 +17,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from pipeline.book.page import Page
-from pipeline.book.runner import BookContext, log_history
+from pipeline.book.runner import BookContext
 from pipeline.estimators import MLPRegressor
 from pipeline.reports import save_figure
 
@@ -71,7 +71,7 @@ def run(ctx: BookContext) -> Page:
                     callbacks=[partial(record, history)],
                 )
             seconds = time.perf_counter() - started
-            log_history(tracker, history)
+            tracker.log_history(history)
             prediction = estimator.predict(network_input(grid, scale))
             metrics = {
                 "val_rmse": rmse(estimator.predict(network_input(x_val, scale)), f(x_val)),

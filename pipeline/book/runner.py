@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from pipeline.config import to_container
 from pipeline.data.datasets import PreparedData, load_dataset
 from pipeline.errors import ConfigError
 from pipeline.estimators import EpochInfo
-from pipeline.tracking import Tracker, TrackingError, git_commit, mask_secrets, tracker_from_config
+from pipeline.tracking import Tracker, git_commit, tracker_from_config
 
 # The book trains on MNIST's 50,000 training images; lambda enters the update as lambda / n,
 # so a lambda meant for 50,000 images is scaled by n / 50,000 on a smaller training set.
@@ -213,33 +212,6 @@ class BookContext:
                 }
             tracker.log_metrics(metrics)
         return RowResult(row, seed, history, metrics, seconds, estimator)
-
-
-def log_history(tracker: Tracker, history: list[dict[str, Any]]) -> None:
-    """Every epoch's figures (``{"epoch": 3, "cost": 0.2, ...}``) in a few batched requests
-    (MLflow's ``log_batch``, at most 1,000 metrics each) instead of one request per epoch;
-    a store failure is handled as ``tracking.on_error`` says."""
-    if not tracker.active or tracker.run_id is None:
-        return
-    from mlflow.entities import Metric
-    from mlflow.tracking import MlflowClient
-
-    stamp = int(time.time() * 1000)
-    metrics = [
-        Metric(key, float(value), stamp, int(entry["epoch"]))
-        for entry in history
-        for key, value in entry.items()
-        if key != "epoch" and value is not None and np.isfinite(value)
-    ]
-    try:
-        client = MlflowClient(tracking_uri=tracker.client_uri())
-        for start in range(0, len(metrics), 1000):
-            client.log_batch(tracker.run_id, metrics=metrics[start : start + 1000])
-    except Exception as err:  # MLflow raises many types; all mean "the store failed"
-        message = mask_secrets(f"MLflow tracking failed logging the epochs ({tracker.uri}): {err}")
-        if tracker.on_error == "fail":
-            raise TrackingError(message) from err
-        print(f"warning: {message}", file=sys.stderr)
 
 
 def _plain(settings: dict[str, Any]) -> dict[str, Any]:
