@@ -43,7 +43,7 @@ import numpy as np
 MAX_PARAM_LENGTH = 6000
 # pyproject's [project] name: the distribution a logged model requires (tests check that it
 # installs this package).
-DISTRIBUTION = "pipeline"
+DISTRIBUTION = "nndl-pipeline"
 # MLflow 3's UI opens an experiment on its runs (not the GenAI overview) when this tag says
 # the experiment is for model training (the values are MLflow's ExperimentKind enum).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
