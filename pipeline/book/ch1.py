@@ -38,11 +38,7 @@ def run(ctx: BookContext) -> Page:
         f"({percent(best_val)}, test {percent(best.metrics['test_accuracy'])})."
     )
     return Page(
-        name=ctx.book.name,
-        chapter=ctx.book.chapter,
-        title=ctx.book.title,
-        command=ctx.command,
-        data=ctx.data_summary(),
+        **ctx.page_heading(),
         settings=ctx.settings_line(),
         header=["network", "book (test)", "ours: best validation", "ours: test", "epochs", "time"],
         rows=table_rows,

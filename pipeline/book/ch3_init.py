@@ -46,11 +46,7 @@ def run(ctx: BookContext) -> Page:
         f"{percent(large.history[-1]['val_accuracy'])}."
     )
     return Page(
-        name=ctx.book.name,
-        chapter=ctx.book.chapter,
-        title=ctx.book.title,
-        command=ctx.command,
-        data=ctx.data_summary(),
+        **ctx.page_heading(),
         settings=ctx.settings_line(),
         header=[
             "initialisation",

@@ -55,11 +55,7 @@ def run(ctx: BookContext) -> Page:
         results.append((row, result))
     figure = plot(ctx, results)
     return Page(
-        name=ctx.book.name,
-        chapter=ctx.book.chapter,
-        title=ctx.book.title,
-        command=ctx.command,
-        data=ctx.data_summary(),
+        **ctx.page_heading(),
         settings=ctx.settings_line() + f"; the first {ctx.book.n_train:,} training images",
         header=[
             "row",

@@ -52,11 +52,7 @@ def run(ctx: BookContext) -> Page:
             results.setdefault(row.name, []).append(result)
     table_rows = [table_row(row, results[row.name]) for row in rows]
     return Page(
-        name=ctx.book.name,
-        chapter=ctx.book.chapter,
-        title=ctx.book.title,
-        command=ctx.command,
-        data=ctx.data_summary(),
+        **ctx.page_heading(),
         settings=ctx.settings_line() + f"; seeds {ctx.seeds()} (mean ± standard deviation)",
         header=[
             "network",

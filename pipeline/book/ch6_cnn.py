@@ -75,11 +75,7 @@ def run(ctx: BookContext) -> Page:
             result = ctx.fit_row(row.name, estimator, seed, train=train, settings=params)
         results.append((row, result))
     return Page(
-        name=ctx.book.name,
-        chapter=ctx.book.chapter,
-        title=ctx.book.title,
-        command=ctx.command,
-        data=ctx.data_summary(),
+        **ctx.page_heading(),
         settings=ctx.settings_line()
         + f"; ensemble of {ctx.book.ensemble_size}; expanded set: the training images and "
         f"their one-pixel shifts ({5 * len(ctx.train.y):,} images)",

@@ -72,6 +72,16 @@ class BookContext:
         return self.data.image_shape
 
     # --- data ---------------------------------------------------------------------------
+    def page_heading(self) -> dict[str, Any]:
+        """The fields every experiment's :class:`Page` starts with."""
+        return {
+            "name": self.book.name,
+            "chapter": self.book.chapter,
+            "title": self.book.title,
+            "command": self.command,
+            "data": self.data_summary(),
+        }
+
     def data_summary(self) -> dict[str, Any]:
         """Name, source and split sizes of the data (for the page and the MLflow tags)."""
         if self.data is None:
