@@ -21,7 +21,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config import stage_main
 from pipeline.data.splits import load_images
-from pipeline.data.transforms import augment
 from pipeline.errors import ConfigError
 from pipeline.io import ArtifactError, file_checksum, save_arrays, write_json
 
@@ -30,6 +29,8 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Augment ``${paths.prepared}/train.npz`` into ``cfg.paths.augmented``; a short summary."""
+    from pipeline.data.transforms import augment  # scipy: not for `--help`
+
     aug_cfg = OmegaConf.to_container(cfg.augment, resolve=True)
     source = Path(cfg.paths.prepared) / "train.npz"
     X, y = load_images(source)

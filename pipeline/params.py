@@ -28,7 +28,6 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.artifacts import write_text
 from pipeline.config import (
     compose_config,
     conf_hash,
@@ -38,6 +37,7 @@ from pipeline.config import (
     to_container,
 )
 from pipeline.errors import ConfigError
+from pipeline.io import write_text
 
 PARAMS_FILE = Path("params.yaml")
 HASH_KEY = "conf_hash"

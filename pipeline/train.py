@@ -15,18 +15,18 @@ import csv
 import io
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
-from pipeline.artifacts import ArtifactError, file_checksum, save_model, write_json, write_text
 from pipeline.config import stage_main, with_search_result
 from pipeline.errors import ConfigError
-from pipeline.estimators import DivergenceError, EpochInfo
-from pipeline.factory import build_estimator, dataset_meta, load_split
-from pipeline.io import check_writable
+from pipeline.io import ArtifactError, check_writable, file_checksum, write_json, write_text
 from pipeline.tracking import TrackingError, git_commit, mask_secrets, tracker_from_config
+
+if TYPE_CHECKING:
+    from pipeline.estimators import EpochInfo
 
 
 def history_csv(history: list[dict]) -> str:
@@ -42,6 +42,8 @@ class ProgressBar:
     """One tqdm bar over the epochs, showing the latest loss and validation accuracy."""
 
     def __init__(self, epochs: int, desc: str) -> None:
+        from tqdm.auto import tqdm
+
         self.bar = tqdm(total=epochs, desc=desc, unit="epoch", dynamic_ncols=True)
 
     def __call__(self, info: EpochInfo) -> None:
@@ -57,6 +59,10 @@ class ProgressBar:
 
 def run(cfg: DictConfig) -> dict:
     """Train, save and log; returns a summary (epochs, best validation accuracy, paths)."""
+    # scikit-learn and the networks load here, not on import: `--help` answers at once.
+    from pipeline.artifacts import save_model
+    from pipeline.factory import build_estimator, dataset_meta, load_split
+
     cfg, params_source = with_search_result(cfg)
     paths = cfg.paths
     model_file = Path(f"{paths.model}.npz")
@@ -138,8 +144,9 @@ def run(cfg: DictConfig) -> dict:
 
 
 def main() -> None:
+    # ArithmeticError: the estimators' DivergenceError (not imported here, see run).
     stage_main(
-        run, (ArtifactError, ConfigError, DivergenceError, TrackingError, ValueError, OSError)
+        run, (ArtifactError, ConfigError, ArithmeticError, TrackingError, ValueError, OSError)
     )
 
 
