@@ -121,9 +121,11 @@ def test_the_required_distribution_installs_this_package():
 
 
 def test_model_requirements_pin_the_installed_package():
+    from pipeline.tracking import DISTRIBUTION
+
     requirements = model_requirements()
     names = [r.split("==")[0] for r in requirements]
-    assert "pipeline" in names and "scikit-learn" in names and "skops" in names
+    assert DISTRIBUTION in names and "scikit-learn" in names and "skops" in names
     assert all("==" in r for r in requirements)
 
 
