@@ -2,9 +2,9 @@
 again: it must finish, in the same state as a run that was never interrupted.
 
 A temporary git + DVC repository holds the pipeline with fast settings (digits, no
-augmentation, the MLP for a few seconds of training, a two-trial search that train does not
-use, MLflow and Optuna in SQLite files of the temporary directory). The stages up to the
-search run once; the repository is then copied three times: one copy runs ``dvc repro``
+augmentation, the MLP for a few seconds of training, no search (``train.use_search=false``
+takes the search stage out of the graph), MLflow in a SQLite file of the temporary
+directory). The stages up to augment run once; the repository is then copied three times: one copy runs ``dvc repro``
 straight through (the reference), the others are interrupted while the train stage runs,
 at a moment drawn from a seeded RNG (at a random epoch of the training, or while the
 model is saved and logged to MLflow),
@@ -45,13 +45,13 @@ NONDETERMINISTIC = {"models/mlflow_run.json"}  # the MLflow run id
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
-    """The repository with every stage before train already run (params ... search)."""
+    """The repository with every stage before train already run (params ... augment)."""
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
     tmp = tmp_path_factory.mktemp("dvc_faults")
     repo = tmp / "template"
     fast_project(repo, tmp, EPOCHS, {"train/default.yaml": {"early_stopping": "false"}})
-    dvc(repo, "repro", "search")
+    dvc(repo, "repro", "augment")
     return repo
 
 
