@@ -18,7 +18,6 @@ once on stderr and the stage goes on without tracking; ``fail`` raises
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import importlib.metadata
 import io
@@ -39,6 +38,8 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import numpy as np
+
+from pipeline.io import file_lock
 
 MAX_PARAM_LENGTH = 6000
 # pyproject's [project] name: the distribution a logged model requires (tests check that it
@@ -180,13 +181,8 @@ def store_creation_lock(uri: str) -> Iterator[None]:
         return
     database.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(str(database).encode()).hexdigest()[:16]
-    lock = Path(tempfile.gettempdir()) / f"nndl-mlflow-{digest}.lock"
-    with open(lock, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(Path(tempfile.gettempdir()) / f"nndl-mlflow-{digest}.lock"):
+        yield
 
 
 def _call_with_deadline(call: Callable, seconds: float, *args, **kwargs):

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from pipeline.config import stage_main, to_container
 from pipeline.errors import ConfigError
 from pipeline.factory import dataset_meta
-from pipeline.io import ArtifactError, check_writable
+from pipeline.io import ArtifactError, check_writable, file_lock
 from pipeline.search import optuna_compat as compat
 from pipeline.search.objective import BASELINE_ATTR
 from pipeline.search.outputs import write_outputs
@@ -30,7 +30,7 @@ from pipeline.search.progress import Progress
 from pipeline.search.recovery import n_finished, running
 from pipeline.search.settings import validate_settings
 from pipeline.search.space import baseline_values
-from pipeline.search.study import create_study, file_lock, lock_path
+from pipeline.search.study import create_study, lock_path
 from pipeline.search.workers import StudyIncomplete, TrialsFailing, run_workers
 from pipeline.tracking import TrackingError, git_commit, mask_secrets, tracker_from_config
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -18,6 +15,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from pipeline.config import to_container
 from pipeline.errors import ConfigError
+from pipeline.io import file_lock
 from pipeline.search.optuna_compat import ignore_experimental_warnings
 from pipeline.tracking import mask_secrets
 
@@ -126,18 +124,6 @@ def lock_path(cfg: DictConfig, purpose: str) -> Path:
         return path.with_name(f"{path.name}.{purpose}.lock")
     digest = hashlib.sha256(f"{cfg.search.storage}|{purpose}".encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"nndl-search-{digest}.lock"
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path`` (released by the kernel if the holder dies)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def create_study(
