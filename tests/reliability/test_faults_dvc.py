@@ -2,13 +2,12 @@
 again: it must finish, in the same state as a run that was never interrupted.
 
 A temporary git + DVC repository holds the pipeline with fast settings (digits, no
-augmentation, the MLP for a few seconds of training, no search (``train.use_search=false``
-takes the search stage out of the graph), MLflow in a SQLite file of the temporary
-directory). The stages up to augment run once; the repository is then copied three times: one copy runs ``dvc repro``
-straight through (the reference), the others are interrupted while the train stage runs,
-at a moment drawn from a seeded RNG (at a random epoch of the training, or while the
-model is saved and logged to MLflow),
-and reproduced again.
+augmentation, the MLP for a few seconds of training, no search: ``train.use_search=false``
+takes the search stage out of the graph; MLflow in a SQLite file of the temporary
+directory). The stages up to augment run once; the repository is then copied three times:
+one copy runs ``dvc repro`` straight through (the reference), the others are interrupted
+while the train stage runs, at a moment drawn from a seeded RNG (at a random epoch of the
+training, or while the model is saved and logged to MLflow), and reproduced again.
 
 After the interruption no half-written file may look valid: every ``.npz`` present loads,
 and DVC does not call the pipeline up to date. After the second ``dvc repro``: the same
