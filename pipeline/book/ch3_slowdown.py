@@ -99,11 +99,7 @@ def run(ctx: BookContext) -> Page:
         )
     figure = plot_curves(ctx, curves)
     return Page(
-        name=book.name,
-        chapter=book.chapter,
-        title=book.title,
-        command=ctx.command,
-        data=ctx.data_summary(),
+        **ctx.page_heading(),
         settings=f"one sigmoid neuron, x = {book.x} -> y = {book.y}; eta = {eta}; {epochs} epochs "
         "(one gradient step each)",
         header=[

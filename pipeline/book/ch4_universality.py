@@ -84,11 +84,7 @@ def run(ctx: BookContext) -> Page:
         fits[row.name] = prediction
         rows.append((row, metrics, seconds))
     return Page(
-        name=book.name,
-        chapter=book.chapter,
-        title=book.title,
-        command=ctx.command,
-        data=ctx.data_summary(),
+        **ctx.page_heading(),
         settings=ctx.settings_line()
         + f"; input {scale:g} (2x - 1); {book.n_train:,} training and {book.n_val:,} "
         "validation points x ~ U(0, 1), "
