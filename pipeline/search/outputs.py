@@ -24,6 +24,7 @@ LABELS = {
     "l2": "L2 regularisation λ",
     "batch_size": "mini-batch size m",
     "hidden_units": "hidden units",
+    "filters": "filters (first conv layer)",
     "dropout": "dropout p",
     "epochs": "epochs",
 }
@@ -147,8 +148,10 @@ def plot_study(study: optuna.Study, directory: Path, metric: str) -> None:
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # "unique value length" chatter
     with ignore_experimental_warnings(), warnings.catch_warnings():
-        # "too few trials to compute importances": the plot says so by equal bars
+        # "too few trials" / "quantiles select the same set of trials": importances are
+        # then equal, which the plot's equal bars already say
         warnings.filterwarnings("ignore", "The number of trials is too small", UserWarning)
+        warnings.filterwarnings("ignore", "Target and region quantiles", UserWarning)
         for name, draw in optuna_plots.items():
             try:
                 axes = draw()

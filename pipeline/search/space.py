@@ -2,8 +2,9 @@
 
 A dimension is ``{low, high[, log]}`` (ints when both bounds are ints, floats otherwise) or
 ``{choices: [...]}``. Names are estimator parameters (``learning_rate`` = eta, ``l2`` =
-lambda, ``batch_size`` = m, ``dropout``, ``epochs``, ...) plus ``hidden_units``, the size of
-every hidden layer.
+lambda, ``batch_size`` = m, ``dropout``, ``epochs``, ``activation``, ...) plus two of the
+network's shape: ``hidden_units``, the size of every hidden layer, and ``filters`` (CNNs), the
+first convolutional layer's number of feature maps, the later layers' scaled in proportion.
 """
 
 from __future__ import annotations
@@ -61,10 +62,12 @@ def _check_dimension(spec: Any, key: str) -> dict:
 
 
 def check_names(cfg: DictConfig, space: Mapping) -> None:
-    """Every dimension names a parameter of the configured estimator (or hidden_units)."""
+    """Every dimension names a parameter of the configured estimator, or one of the shape
+    dimensions it has (``hidden_units``; ``filters`` for a CNN)."""
     from pipeline.factory import estimator_params
 
-    known = set(estimator_params(cfg)) | {"hidden_units"}
+    params = estimator_params(cfg)
+    known = set(params) | {"hidden_units"} | ({"filters"} if "conv_layers" in params else set())
     for name in space:
         if name not in known:
             raise ConfigError(
@@ -98,6 +101,8 @@ def configured_values(cfg: DictConfig, space: Mapping[str, dict]) -> dict[str, A
     for name in space:
         if name == "hidden_units":
             values[name] = int(to_container(cfg.model)["hidden_layer_sizes"][0])
+        elif name == "filters":
+            values[name] = int(to_container(cfg.model)["conv_layers"][0][0])
         else:
             values[name] = params[name]
     return values
@@ -146,12 +151,25 @@ def baseline_values(cfg: DictConfig, space: Mapping[str, dict]) -> dict[str, Any
 
 
 def estimator_overrides(values: Mapping[str, Any], cfg: DictConfig) -> dict[str, Any]:
-    """Searched values as estimator parameters (``hidden_units`` sizes every hidden layer)."""
+    """Searched values as estimator parameters: ``hidden_units`` sizes every hidden layer;
+    ``filters`` sets the first conv layer's feature maps and scales the later layers' by the
+    same factor (20@5x5, 40@5x5 searched at filters=32 becomes 32@5x5, 64@5x5)."""
     overrides = dict(values)
     if "hidden_units" in overrides:
         units = int(overrides.pop("hidden_units"))
         overrides["hidden_layer_sizes"] = [units] * len(cfg.model.hidden_layer_sizes)
+    if "filters" in overrides:
+        overrides["conv_layers"] = scaled_conv_layers(
+            to_container(cfg.model)["conv_layers"], int(overrides.pop("filters"))
+        )
     return overrides
+
+
+def scaled_conv_layers(conv_layers: list, filters: int) -> list[list[int]]:
+    """``conv_layers`` ([filters, kernel, pool] per layer) with ``filters`` feature maps in
+    the first layer and every later layer's count scaled by the same factor (at least 1)."""
+    factor = filters / conv_layers[0][0]
+    return [[max(1, round(maps * factor)), kernel, pool] for maps, kernel, pool in conv_layers]
 
 
 def as_config(overrides: Mapping[str, Any]) -> dict[str, dict]:
