@@ -9,7 +9,7 @@ Each measured search gets a fresh study in a fresh storage, so nothing is resume
 
 1. **Pruning** (issue 5): the same budget (``--trials`` trials, the same sampler seed, one
    worker so that the trial sequence is reproducible) with the default pruner of
-   ``conf/search/default.yaml`` (hyperband, epochs as the resource, its settings there;
+   ``conf/search/default.yaml`` (successive halving, epochs as the resource, its settings there;
    ``--pruner`` picks another) and with ``none``. Reported: trials complete / pruned /
    failed, total epochs trained, wall time, best validation accuracy, and the ratios.
    Epochs are counted from the study: every epoch a trial trains ends with one validation
@@ -106,8 +106,8 @@ from benchmarks.common import render_markdown, render_text  # noqa: E402
 from pipeline import augment, prepare, search  # noqa: E402
 from pipeline.artifacts import write_text  # noqa: E402
 from pipeline.config import compose_config  # noqa: E402
+from pipeline.config.schema import PrunerName  # noqa: E402
 from pipeline.search.recovery import FINISHED  # noqa: E402
-from pipeline.search.settings import PRUNERS  # noqa: E402
 from pipeline.tracking import mask_secrets  # noqa: E402
 
 PRUNING_EPOCH_RATIO = 0.5  # epochs with pruning / without, at most
@@ -614,7 +614,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--pruner",
         default=str(compose_config([]).search.pruner.name),
-        choices=[p for p in PRUNERS if p != "none"],
+        choices=[p.name for p in PrunerName if p.name != "none"],
         help="the pruner compared with none (default and settings: conf/search/default.yaml)",
     )
     parser.add_argument("--worker-trials", type=int, default=32, help="trials per worker search")
