@@ -22,6 +22,8 @@ from pipeline.config import compose_raw, stage_main, to_container
 from pipeline.config import schema as S
 from pipeline.errors import ConfigError
 
+ROOT = Path(__file__).resolve().parents[2]
+
 # Keys derived by conf/config.yaml or stamped by a stage, and the search space (its own
 # rules, tested in the search's tests): not user-set values with a type of their own.
 NOT_IN_TABLE = {"dvc", "dvc_choices", "conf_hash", "book", "search.space"}
@@ -160,6 +162,21 @@ def test_the_shipped_configs_are_valid():
         from pipeline.config import compose_config
 
         compose_config(overrides)
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+)
+def test_every_experiment_composes_to_a_valid_config_of_its_groups(name):
+    from pipeline.config import compose_config
+
+    cfg = compose_config([f"experiment={name}"])
+    document = yaml.safe_load((ROOT / "conf" / "experiment" / f"{name}.yaml").read_text())
+    for entry in document["defaults"]:
+        ((group, choice),) = entry.items()
+        assert cfg[group.removeprefix("override /")].name == choice
+    assert cfg.train == compose_config([f"model={cfg.model.name}"]).train  # the model's values
+    assert "experiment" not in cfg  # a bundle of choices, not a config key
 
 
 def test_each_model_brings_its_own_training_values():
