@@ -133,7 +133,8 @@ def prepared_digits(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("name", "factor"), [("none", 1), ("shifts", 5), ("rotations", 2), ("full", 8)]
+    ("name", "factor"),
+    [("none", 1), ("shifts", 5), ("rotations", 2), ("full", 8), ("flips", 2), ("flips_shifts", 6)],
 )
 def test_augment_digits(prepared_digits, name, factor):
     tmp_path = prepared_digits
@@ -301,6 +302,10 @@ def test_unknown_dataset_group():
         (["augment=shifts", "augment.transforms.shifts.pixels=8"],
          "augment.transforms.shifts.pixels"),
         (["augment=shifts", "+augment.transforms.blur={sigma: 1}"], "augment.transforms.blur"),
+        (["augment=flips", "augment.transforms.flips.axes=[diagonal]"],
+         r"augment.transforms.flips.axes\[0\]"),
+        (["augment=flips", "augment.transforms.flips.axes=[left_right,left_right]"],
+         "augment.transforms.flips.axes"),
     ],
 )  # fmt: skip
 def test_bad_augment_config(prepared_digits, overrides, key):

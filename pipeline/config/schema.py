@@ -44,6 +44,11 @@ class Direction(Enum):
     left = "left"
 
 
+class FlipAxis(Enum):
+    left_right = "left_right"
+    up_down = "up_down"
+
+
 class EstimatorName(Enum):
     MLPClassifier = "MLPClassifier"
     CNNClassifier = "CNNClassifier"
@@ -181,11 +186,19 @@ class AffineConfig:
 
 
 @dataclass
+class FlipsConfig:
+    """Mirror copies, one per axis: ``left_right`` (for clothing) and/or ``up_down``."""
+
+    axes: list[FlipAxis] = bounded([FlipAxis.left_right], nonempty=True)
+
+
+@dataclass
 class TransformsConfig:
     shifts: ShiftsConfig | None = None
     rotations: RotationsConfig | None = None
     elastic: ElasticConfig | None = None
     affine: AffineConfig | None = None
+    flips: FlipsConfig | None = None
 
 
 @dataclass

@@ -7,6 +7,8 @@
   displacement field, uniform in [-1, 1] per pixel, smoothed by a Gaussian of ``sigma`` pixels
   and scaled by ``alpha``.
 - :func:`random_affine`: random translations, scalings and shears.
+- :func:`flips`: mirror images, left-right (a shirt seen in a mirror is still a shirt: the
+  augmentation for clothing) or upside down; exact, and the same every run.
 
 Images are float arrays of shape (n, height, width) with a zero background. The geometric
 transforms build, for a chunk of images at once, the source coordinates of every output pixel,
@@ -35,7 +37,9 @@ PROGRESS_MIN = 20_000  # show a progress bar from this many images on
 DIRECTIONS = {"down": (1, 0), "up": (-1, 0), "right": (0, 1), "left": (0, -1)}
 BOOK_DIRECTIONS = ("down", "up", "right", "left")  # expand_mnist.py's order
 
-KINDS = ("shifts", "rotations", "elastic", "affine")  # also the index of each kind's seed stream
+FLIP_AXES = {"left_right": 2, "up_down": 1}  # axis of an (n, h, w) stack
+KINDS = ("shifts", "rotations", "elastic", "affine", "flips")  # index: each kind's seed stream
+SHUFFLE_STREAM = 4  # the shuffle's seed stream: fixed, so a new kind never reorders the others
 
 
 # --- the transforms -------------------------------------------------------------------------
@@ -64,6 +68,17 @@ def pixel_shifts(
     ]
     if len(blocks) == 1:
         return blocks[0]
+    return np.concatenate(blocks) if blocks else images[:0].copy()
+
+
+def flips(images: np.ndarray, axes: tuple[str, ...] = ("left_right",)) -> np.ndarray:
+    """Mirrored copies of ``images`` (n, h, w), one block of n per axis, in ``axes`` order:
+    ``left_right`` reverses each row (x -> w - 1 - x), ``up_down`` each column."""
+    unknown = set(axes) - set(FLIP_AXES)
+    if unknown:
+        raise ValueError(f"unknown flip axes {sorted(unknown)}; expected {sorted(FLIP_AXES)}")
+    images = np.asarray(images)
+    blocks = [np.flip(images, axis=FLIP_AXES[axis]) for axis in axes]
     return np.concatenate(blocks) if blocks else images[:0].copy()
 
 
@@ -198,11 +213,12 @@ def augment(
             f"expected (n, h, w) images and n labels, got {images.shape}, {labels.shape}"
         )
     _check_shift_size(transforms, images.shape[1:])
+    _check_flip_axes(transforms)
     n = len(images)
     sizes = {"original": n} | {kind: n * _copies(kind, p) for kind, p in transforms.items()}
     total = sum(sizes.values())
     if cfg.get("shuffle", False):
-        order = np.random.default_rng([seed, len(KINDS)]).permutation(total)
+        order = np.random.default_rng([seed, SHUFFLE_STREAM]).permutation(total)
     else:
         order = np.arange(total)
     low, high = min(float(images.min(initial=0.0)), 0.0), float(images.max(initial=0.0))
@@ -223,11 +239,15 @@ def _blocks(
     """The originals, then each kind's copies, n images at a time (labels repeat with n)."""
     yield images
     for kind, params in transforms.items():
-        rng = np.random.default_rng([seed, KINDS.index(kind)])
         if kind == "shifts":  # one direction at a time: a block of n, less memory
             for direction in params["directions"]:
                 yield pixel_shifts(images, params["pixels"], (direction,))
             continue
+        if kind == "flips":  # exact and deterministic: no random stream
+            for axis in params["axes"]:
+                yield flips(images, (axis,))
+            continue
+        rng = np.random.default_rng([seed, KINDS.index(kind)])
         func, kwargs = _random_transform(kind, params)
         for _ in range(params["copies"]):
             yield func(images, rng, **kwargs, progress=progress)
@@ -239,7 +259,15 @@ def _random_transform(kind: str, params: Mapping[str, Any]) -> tuple[Callable, d
 
 
 def _copies(kind: str, params: Mapping[str, Any]) -> int:
-    return len(params["directions"]) if kind == "shifts" else params["copies"]
+    if kind == "shifts":
+        return len(params["directions"])
+    return len(params["axes"]) if kind == "flips" else params["copies"]
+
+
+def _check_flip_axes(transforms: Mapping[str, dict[str, Any]]) -> None:
+    axes = list(transforms.get("flips", {}).get("axes", []))
+    if len(set(axes)) != len(axes):
+        raise ConfigError(f"augment.transforms.flips.axes: axes repeat: {axes}")
 
 
 def _check_shift_size(transforms: Mapping[str, dict[str, Any]], shape: tuple[int, ...]) -> None:

@@ -119,6 +119,26 @@ def test_chunking_does_not_change_rotations(monkeypatch):
     np.testing.assert_array_equal(T.rotate(DIGITS, np.random.default_rng(3), 20), full)
 
 
+# --- flips ----------------------------------------------------------------------------------
+def test_left_right_flip_mirrors_every_row_exactly():
+    flipped = T.flips(DIGITS)
+    assert flipped.shape == DIGITS.shape and flipped.dtype == DIGITS.dtype
+    for image, mirror in zip(DIGITS, flipped, strict=True):
+        for i in range(8):
+            for j in range(8):
+                assert mirror[i, j] == image[i, 7 - j]
+    np.testing.assert_array_equal(T.flips(flipped), DIGITS)  # twice: the original
+
+
+def test_flip_axes_make_one_block_each_in_order():
+    image = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
+    both = T.flips(image, ("up_down", "left_right"))
+    np.testing.assert_array_equal(both[0], [[3, 4, 5], [0, 1, 2]])
+    np.testing.assert_array_equal(both[1], [[2, 1, 0], [5, 4, 3]])
+    with pytest.raises(ValueError, match="unknown flip axes"):
+        T.flips(image, ("diagonal",))
+
+
 def test_order_must_be_0_or_1():
     with pytest.raises(ValueError, match="order must be 0 or 1"):
         T.rotate(DIGITS, np.random.default_rng(0), 10, order=3)
@@ -141,6 +161,32 @@ def test_shifts_config_reproduces_the_book():
 def pairs(X: np.ndarray, y: np.ndarray) -> list[tuple[int, bytes]]:
     """The (label, image bytes) pairs of a set, in a canonical order."""
     return sorted(zip(y.tolist(), (x.tobytes() for x in X), strict=True))
+
+
+def test_flips_config_counts_and_labels():
+    cfg = augment_cfg("flips")
+    X, y, counts = T.augment(DIGITS, LABELS, cfg, seed=0)
+    assert counts == {"original": 60, "flips": 60} and X.shape == (120, 8, 8)
+    plain, y_plain, _ = T.augment(DIGITS, LABELS, {**cfg, "shuffle": False}, seed=0)
+    np.testing.assert_array_equal(plain[:60], DIGITS)
+    np.testing.assert_array_equal(plain[60:], DIGITS[:, :, ::-1])
+    np.testing.assert_array_equal(y_plain, np.tile(LABELS, 2))
+    assert pairs(X, y) == pairs(plain, y_plain) and not np.array_equal(X, plain)
+
+
+def test_flips_with_shifts_leave_the_shifts_as_they_were():
+    """Flips draw no random numbers: the shifts' block and the shuffle are unchanged."""
+    both, _, counts = T.augment(DIGITS, LABELS, augment_cfg("flips_shifts"), seed=3)
+    assert counts == {"original": 60, "shifts": 240, "flips": 60} and len(both) == 360
+    plain, _, _ = T.augment(DIGITS, LABELS, {**augment_cfg("flips_shifts"), "shuffle": False}, 3)
+    np.testing.assert_array_equal(plain[60:300], T.pixel_shifts(DIGITS))
+    np.testing.assert_array_equal(plain[300:], T.flips(DIGITS))
+
+
+def test_repeated_flip_axes_are_refused():
+    cfg = _with("flips", "transforms.flips.axes", ["left_right", "left_right"])
+    with pytest.raises(ConfigError, match=r"^augment.transforms.flips.axes: axes repeat"):
+        T.augment(DIGITS, LABELS, cfg, seed=0)
 
 
 def test_full_config_counts_and_labels():
@@ -177,7 +223,9 @@ def test_copies_and_seed():
     assert not np.array_equal(X1, X3)
 
 
-@pytest.mark.parametrize("name", ["none", "shifts", "rotations", "elastic", "affine", "full"])
+@pytest.mark.parametrize(
+    "name", ["none", "shifts", "rotations", "elastic", "affine", "full", "flips", "flips_shifts"]
+)
 def test_shipped_configs_are_valid(name):
     checked = validate_group("augment", augment_cfg(name))
     assert {kind for kind, params in checked["transforms"].items() if params} <= set(T.KINDS)
@@ -219,6 +267,10 @@ _DELETE = object()
         ("shifts", "transforms.shifts.directions", []),
         ("shifts", "transforms.shifts.directions", ["down", "sideways"]),
         ("shifts", "transforms.shifts.directions", ["down", "down"]),
+        ("flips", "transforms.flips.axes", ["diagonal"]),
+        ("flips", "transforms.flips.axes", []),
+        ("flips", "transforms.flips.axes", "left_right"),
+        ("flips", "transforms.flips.copies", 2),
         ("shifts", "transforms.blur", {"sigma": 1}),
         ("shifts", "transforms.shifts", 4),
         ("shifts", "shuffle", "maybe"),
