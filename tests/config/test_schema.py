@@ -175,7 +175,8 @@ def test_every_experiment_composes_to_a_valid_config_of_its_groups(name):
     for entry in document["defaults"]:
         ((group, choice),) = entry.items()
         assert cfg[group.removeprefix("override /")].name == choice
-    assert cfg.train == compose_config([f"model={cfg.model.name}"]).train  # the model's values
+    own = compose_config([f"model={cfg.model.name}"]).train  # the model's training values
+    assert (cfg.train.learning_rate, cfg.train.l2) == (own.learning_rate, own.l2)
     assert "experiment" not in cfg  # a bundle of choices, not a config key
 
 
