@@ -43,11 +43,11 @@ def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
 
 
 def best_config(cfg: DictConfig, best: FrozenTrial) -> dict:
-    """The best trial as a config fragment: its searched values, and its epochs (searched,
-    or the epochs it trained)."""
-    overrides = estimator_overrides(best.params, cfg)
-    overrides.setdefault("epochs", int(best.user_attrs.get("epochs") or cfg.search.epochs))
-    return as_config(overrides)
+    """The best trial as a config fragment: its searched values only. Its epoch count is
+    not among them unless ``epochs`` was searched: a trial trains on a subset for at most
+    ``search.epochs``, so train keeps ``train.epochs`` as its maximum and stops early on
+    validation."""
+    return as_config(estimator_overrides(best.params, cfg))
 
 
 def write_outputs(cfg: DictConfig, study: optuna.Study) -> dict:
@@ -62,7 +62,8 @@ def write_outputs(cfg: DictConfig, study: optuna.Study) -> dict:
     best, baseline = study.best_trial, baseline_trial(study)
     out = Path(cfg.paths.search)
     fragment = best_config(cfg, best)
-    document = {"study": study.study_name, "trial": best.number, "value": float(best.value)}
+    document = {"study": study.study_name, "trial": best.number, "value": float(best.value),
+                "epochs": int(best.user_attrs.get("epochs", 0))}  # fmt: skip
     if baseline is not None:
         document["baseline"] = {"trial": baseline.number, "value": float(baseline.value)}
     document["config"] = fragment
