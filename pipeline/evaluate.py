@@ -37,10 +37,28 @@ def training_set_size(cfg: DictConfig, meta: dict) -> int:
     return int(meta["counts"]["train"])
 
 
-def train_run_id(cfg: DictConfig) -> str | None:
-    """The MLflow run train started (None when train was not tracked)."""
+def training_run(cfg: DictConfig) -> dict:
+    """What train recorded in ``${paths.run}``: its MLflow run (``run_id`` None when not
+    tracked) and where its training values came from (defaults when the file is absent)."""
     run_file = Path(cfg.paths.run)
-    return read_checked(run_file, RunFile)["run_id"] if run_file.is_file() else None
+    return read_checked(run_file, RunFile) if run_file.is_file() else {"run_id": None}
+
+
+def values_source(run: dict) -> str:
+    """One line for the report: the configured values, or the search's best trial with its
+    validation score beside the baseline's (the configured values, trial 0)."""
+    search = run.get("search")
+    if not search:
+        return "the configured values (no search)"
+    text = (
+        f"search study {search['study']}, trial {search['trial']}: validation {search['value']:.4f}"
+    )
+    if search.get("baseline_value") is not None:
+        text += (
+            f" vs {search['baseline_value']:.4f} for the configured values "
+            f"(trial {search['baseline_trial']}), within the search's budget"
+        )
+    return text
 
 
 def predictions_csv(y_true: np.ndarray, y_pred: np.ndarray) -> str:
@@ -72,7 +90,8 @@ def run(cfg: DictConfig) -> dict:
     test = load_split(Path(paths.prepared) / "test.npz")
     meta = dataset_meta(cfg)
     history = read_history(paths.history)
-    run_id = train_run_id(cfg)
+    train_run = training_run(cfg)
+    run_id = train_run["run_id"]
     n_train = training_set_size(cfg, meta)
 
     proba = estimator.predict_proba(test.X)
@@ -87,6 +106,11 @@ def run(cfg: DictConfig) -> dict:
         "epochs": int(estimator.n_iter_),
         "best_val_accuracy": estimator.best_validation_score_,
     }
+    if train_run.get("search"):
+        search = train_run["search"]
+        metrics["search_best_val_accuracy"] = search["value"]
+        if search.get("baseline_value") is not None:
+            metrics["search_baseline_val_accuracy"] = search["baseline_value"]
     per_class = classification_report(
         test.y, y_pred, labels=labels, output_dict=True, zero_division=0
     )
@@ -109,6 +133,7 @@ def run(cfg: DictConfig) -> dict:
     model_summary = {
         "name": cfg.model.name,
         "dataset": meta["dataset"],
+        "training values": values_source(train_run),
         **{k: v for k, v in estimator.get_params().items() if k != "random_state"},
     }
     write_json(paths.metrics, metrics)

@@ -63,7 +63,7 @@ def run(cfg: DictConfig) -> dict:
     from pipeline.artifacts import save_model
     from pipeline.factory import build_estimator, dataset_meta, load_split
 
-    cfg, params_source = with_search_result(cfg)
+    cfg, provenance = with_search_result(cfg)
     paths = cfg.paths
     model_file = Path(f"{paths.model}.npz")
     check_writable(model_file, model_file.with_suffix(".json"), paths.history, paths.run)
@@ -81,7 +81,7 @@ def run(cfg: DictConfig) -> dict:
             "dataset": meta["dataset"],
             "dataset_checksum": file_checksum(Path(paths.augmented) / "train.npz"),
             "model": cfg.model.name,
-            "params_source": params_source,
+            "params_source": provenance["params_source"],
         },
     )
     tracker.close_stale_runs()  # runs of trainings that were killed (SIGKILL) end KILLED
@@ -134,6 +134,7 @@ def run(cfg: DictConfig) -> dict:
             "run_id": tracker.run_id if tracker.active else None,
             "tracking_uri": mask_secrets(tracker.uri) if tracker.active else None,
             "experiment": tracker.experiment if tracker.active else None,
+            **provenance,
         },
     )
     print(

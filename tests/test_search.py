@@ -15,7 +15,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from pipeline import augment, prepare, search, train
+from pipeline import augment, evaluate, prepare, search, train
 from pipeline.artifacts import load_model
 from pipeline.config import compose_config
 from pipeline.errors import ConfigError
@@ -97,6 +97,13 @@ def test_search_prunes_and_train_takes_the_best_params(digits_root):
     model = load_model(train_cfg.paths.model)
     assert model.get_params()["learning_rate"] == searched["learning_rate"]
     assert model.get_params()["batch_size"] == searched["batch_size"]
+
+    # The evaluation report shows the search's best beside the baseline, then the test score.
+    metrics = evaluate.run(train_cfg)
+    assert metrics["search_best_val_accuracy"] == study.best_value
+    assert metrics["search_baseline_val_accuracy"] == study.trials[0].value
+    report = Path(train_cfg.paths.evaluation).read_text()
+    assert f"trial {study.best_trial.number}: validation {study.best_value:.4f} vs " in report
 
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
     experiment = client.get_experiment_by_name(cfg.tracking.experiment)

@@ -162,16 +162,18 @@ def _exit_config_error(err: ConfigError) -> None:
 SEARCH_RESULT_GROUPS = ("train", "model")
 
 
-def with_search_result(cfg: DictConfig) -> tuple[DictConfig, str]:
+def with_search_result(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
     """``cfg`` with the search's best values composed onto it when ``train.use_search``, and
-    where the training values came from (``config``, or ``search study S trial N``).
+    where the training values came from: ``{"params_source": "config"}``, or
+    ``"search study S trial N"`` with ``search``: the study, the best trial's number and
+    validation score, and the baseline trial's (the configured values), to report side by side.
 
     ``${paths.best_params}`` holds ``config``, a fragment of the ``train`` and ``model``
     groups; it is merged onto ``cfg`` and the result validated again, so MLflow and the
     stage see the values the model is trained with under their ordinary names.
     """
     if not cfg.train.use_search:
-        return cfg, "config"
+        return cfg, {"params_source": "config", "search": None}
     path = Path(cfg.paths.best_params)
     if not path.is_file():
         raise ArtifactError(
@@ -189,4 +191,13 @@ def with_search_result(cfg: DictConfig) -> tuple[DictConfig, str]:
         merged = validate(OmegaConf.merge(cfg, fragment))
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
-    return merged, f"search study {document.get('study')} trial {document.get('trial')}"
+    baseline = document.get("baseline") if isinstance(document.get("baseline"), dict) else {}
+    search = {
+        "study": document.get("study"),
+        "trial": document.get("trial"),
+        "value": document.get("value"),
+        "baseline_trial": baseline.get("trial"),
+        "baseline_value": baseline.get("value"),
+    }
+    source = f"search study {search['study']} trial {search['trial']}"
+    return merged, {"params_source": source, "search": search}

@@ -60,11 +60,14 @@ class AugmentedMeta:
 
 @dataclass
 class RunFile:
-    """``${paths.run}``: the MLflow run train started (ids are null when not tracked)."""
+    """``${paths.run}``: the MLflow run train started (ids are null when not tracked), and
+    where its training values came from (``pipeline.config.with_search_result``)."""
 
     run_id: str | None = None
     tracking_uri: str | None = None
     experiment: str | None = None
+    params_source: str = "config"
+    search: dict[str, Any] | None = None
 
 
 Schema = TypeVar("Schema")
