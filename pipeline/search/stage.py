@@ -15,29 +15,30 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import optuna
 from omegaconf import DictConfig
 
 from pipeline.config import stage_main, to_container
 from pipeline.errors import ConfigError
-from pipeline.factory import dataset_meta
 from pipeline.io import ArtifactError, check_writable, file_lock
-from pipeline.search import optuna_compat as compat
-from pipeline.search.objective import BASELINE_ATTR
-from pipeline.search.outputs import write_outputs
-from pipeline.search.progress import Progress
-from pipeline.search.recovery import n_finished, running
-from pipeline.search.settings import validate_settings
-from pipeline.search.space import baseline_values
-from pipeline.search.study import create_study, lock_path
-from pipeline.search.workers import StudyIncomplete, TrialsFailing, run_workers
+from pipeline.search.errors import OptunaVersionError, StudyIncomplete, TrialsFailing
 from pipeline.tracking import TrackingError, git_commit, mask_secrets, tracker_from_config
+
+if TYPE_CHECKING:
+    import optuna
+
+# Optuna, scikit-learn and matplotlib load when the stage runs, not on import: `--help`
+# answers at once (tests/test_startup.py).
 
 
 def enqueue_baseline(study: optuna.Study, cfg: DictConfig, space: dict) -> None:
     """Trial 0 of a new study: the configured values (under the budget lock, so that of
     several searches starting together exactly one enqueues it)."""
+    from pipeline.search.objective import BASELINE_ATTR
+    from pipeline.search.space import baseline_values
+    from pipeline.search.study import lock_path
+
     with file_lock(lock_path(cfg, study.study_name)):
         if not study.get_trials(deepcopy=False):
             study.enqueue_trial(baseline_values(cfg, space), user_attrs={BASELINE_ATTR: True})
@@ -52,6 +53,8 @@ def parent_run_key(cfg: DictConfig) -> str:
 def start_parent_run(study: optuna.Study, cfg: DictConfig, dataset: str):
     """Start the study's parent run, or resume the one an earlier run of the study opened
     (one study, one parent run; the lock keeps racing searches from opening two)."""
+    from pipeline.search.study import lock_path
+
     tracker = tracker_from_config(cfg)
     tags = {"git_commit": git_commit(), "dvc_stage": "search", "dataset": dataset,
             "study": study.study_name}  # fmt: skip
@@ -66,6 +69,11 @@ def start_parent_run(study: optuna.Study, cfg: DictConfig, dataset: str):
 
 def run(cfg: DictConfig) -> dict:
     """Create the study, run the workers, write best params, trials, summary and plots."""
+    from pipeline.factory import dataset_meta
+    from pipeline.search import optuna_compat as compat
+    from pipeline.search.settings import validate_settings
+    from pipeline.search.study import create_study
+
     compat.check_version()
     space = validate_settings(cfg)
     check_writable(cfg.paths.best_params, Path(cfg.paths.search) / "plots" / "slice.png")
@@ -87,6 +95,11 @@ def run(cfg: DictConfig) -> dict:
 
 
 def search(cfg: DictConfig, tracker) -> dict:
+    from pipeline.search.outputs import write_outputs
+    from pipeline.search.progress import Progress
+    from pipeline.search.study import create_study
+    from pipeline.search.workers import run_workers
+
     tracker.log_config(cfg)
     parent = tracker.run_id if tracker.active else None
     timeout = cfg.search.timeout
@@ -120,6 +133,8 @@ def search(cfg: DictConfig, tracker) -> dict:
 
 def incomplete(study: optuna.Study, n_trials: int) -> None:
     """Say why a study holds fewer than ``n_trials`` finished trials (search.timeout)."""
+    from pipeline.search.recovery import n_finished, running
+
     finished = n_finished(study)
     if finished < n_trials:
         others = running(study)
@@ -132,7 +147,7 @@ def incomplete(study: optuna.Study, n_trials: int) -> None:
 
 
 ERRORS = (ArtifactError, ConfigError, TrackingError, TrialsFailing, StudyIncomplete,
-          compat.OptunaVersionError, OSError)  # fmt: skip
+          OptunaVersionError, OSError)  # fmt: skip
 
 
 def main() -> None:

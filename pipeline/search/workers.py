@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from pipeline.search import optuna_compat as compat
+from pipeline.search.errors import StudyIncomplete, TrialsFailing
 from pipeline.search.objective import Objective
 from pipeline.search.recovery import (
     budget_used,
@@ -43,14 +44,6 @@ from pipeline.search.study import create_study, lock_path, make_pruner, make_sam
 MAX_CONSECUTIVE_FAILURES = 5
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 WATCHDOG_INTERVAL = 1.0
-
-
-class TrialsFailing(RuntimeError):
-    """Trial after trial fails: a bug or a value every trial hits, not bad luck."""
-
-
-class StudyIncomplete(RuntimeError):
-    """The study cannot reach ``n_trials`` now: trials run (or hang) where we cannot see."""
 
 
 # --- worker processes die with their parent ------------------------------------------------
