@@ -23,6 +23,7 @@ from pipeline.config import stage_main, to_container
 from pipeline.errors import ConfigError
 from pipeline.io import ArtifactError, check_writable, file_lock
 from pipeline.search.errors import OptunaVersionError, StudyIncomplete, TrialsFailing
+from pipeline.search.pool import worker_pool
 from pipeline.tracking import TrackingError, git_commit, mask_secrets, tracker_from_config
 
 if TYPE_CHECKING:
@@ -69,6 +70,16 @@ def start_parent_run(study: optuna.Study, cfg: DictConfig, dataset: str):
 
 def run(cfg: DictConfig) -> dict:
     """Create the study, run the workers, write best params, trials, summary and plots."""
+    # The worker processes start first: their imports overlap this process's set-up.
+    with worker_pool(int(cfg.search.workers), tracking_uri(cfg)) as pool:
+        return _run(cfg, pool)
+
+
+def tracking_uri(cfg: DictConfig) -> str | None:
+    return str(cfg.tracking.uri) if cfg.tracking.enabled else None
+
+
+def _run(cfg: DictConfig, pool) -> dict:
     from pipeline.factory import dataset_meta
     from pipeline.search import optuna_compat as compat
     from pipeline.search.settings import validate_settings
@@ -83,7 +94,7 @@ def run(cfg: DictConfig) -> dict:
     tracker = start_parent_run(study, cfg, meta["dataset"])
     tracker.close_stale_runs()  # parent runs of searches that were killed (SIGKILL)
     try:
-        summary = search(cfg, tracker)
+        summary = search(cfg, tracker, pool)
     except KeyboardInterrupt:
         tracker.end(status="KILLED")
         raise
@@ -94,7 +105,7 @@ def run(cfg: DictConfig) -> dict:
     return summary
 
 
-def search(cfg: DictConfig, tracker) -> dict:
+def search(cfg: DictConfig, tracker, pool=None) -> dict:
     from pipeline.search.outputs import write_outputs
     from pipeline.search.progress import Progress
     from pipeline.search.study import create_study
@@ -107,7 +118,7 @@ def search(cfg: DictConfig, tracker) -> dict:
     n_trials = int(cfg.search.n_trials)
     started = time.perf_counter()
     with Progress(lambda: create_study(cfg), n_trials, deadline):
-        run_workers(to_container(cfg), parent, int(cfg.search.workers), deadline)
+        run_workers(to_container(cfg), parent, int(cfg.search.workers), deadline, pool)
     seconds = time.perf_counter() - started
 
     study = create_study(cfg)  # fresh view of everything the workers stored
