@@ -53,3 +53,21 @@ def test_help_imports_no_heavy_package(stage):
     heavy, help_text = imported_by_help(stage)
     assert "Configuration groups" in help_text  # Hydra answered
     assert heavy == [], f"python -m pipeline.{stage} --help imports {heavy}"
+
+
+# --- search workers warm up while the stage sets up -------------------------------------------
+def heavy_modules_here() -> list[str]:
+    """In a worker process: which of the heavy packages it holds."""
+    return sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY))
+
+
+def test_search_workers_are_warm_before_their_first_task():
+    from pipeline.search.pool import worker_pool
+
+    with worker_pool(1, None) as pool:
+        assert pool is None  # one worker: the stage's own process, no pool
+    with worker_pool(2, None) as pool:
+        # The pool runs its one process's tasks in order: the warm-up first.
+        loaded = pool.submit(heavy_modules_here).result(timeout=120)
+    assert {"optuna", "sklearn"} <= set(loaded), loaded
+    assert "mlflow" not in loaded and "matplotlib" not in loaded and "torch" not in loaded
