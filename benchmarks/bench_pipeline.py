@@ -54,6 +54,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -246,7 +247,7 @@ def bench_worker(work: Path, args) -> list[Row]:
                 cold = pool.submit(worker_ready, to_container(cfg), time.time()).result()
             with ProcessPoolExecutor(1, mp_context=context) as pool:
                 uri = None if mode == "off" else str(cfg.tracking.uri)
-                pool.submit(warm_up, uri).result()
+                pool.submit(warm_up, uri, True).result()
                 warm = pool.submit(worker_ready, to_container(cfg), time.time()).result()
             figures = (cold["imports"], cold["ready"], warm["ready"])
             for row, value in zip(rows, figures, strict=True):
@@ -261,26 +262,26 @@ def bench_worker(work: Path, args) -> list[Row]:
 # --- report ----------------------------------------------------------------------------------
 def report(rows: list[Row], args, seconds: float) -> str:
     table = render_markdown(HEADERS, [r.cells() for r in rows])
-    command = "python benchmarks/bench_pipeline.py " + " ".join(args.argv)
-    return f"""# Pipeline stages: wall time with MLflow tracking on and off
-
-Measured with `{command.strip()}` ({seconds / 60:.0f} min, {os.cpu_count()} cores, Python
-{sys.version.split()[0]}). Each stage ran as `python -m pipeline.<stage>` in a child process,
-all paths in a temporary directory, MLflow in a SQLite file there (no server). Tracking off
-and on ran in turns (ABAB); a row gives the medians of {args.repeats} runs each and the
-ratio of the medians, for wall time and for CPU time (user + system of the stage and its
-worker processes: less sensitive than wall time to other processes on the machine); "load"
-is the range of the 1-minute load average before the runs (the machine was shared:
-compare figures within a row). Training: `train.epochs=
-{args.epochs}`, `train.use_search=false`; search: {args.search_trials} trials of
-{args.search_epochs} epochs on {args.search_samples} images, 2 workers. Worker start-up:
-seconds from submitting a worker to a spawned process until its first trial could start
-(imports; studies opened, data loaded; the MLflow store opened when tracking is on), in a
-fresh process ("cold") and in one warmed up as the search stage's are.
-See the docstring of `benchmarks/bench_pipeline.py` for what each figure includes.
-
-{table}
-"""
+    command = " ".join(["python benchmarks/bench_pipeline.py", *args.argv])
+    about = (
+        f"Measured with `{command}` ({seconds / 60:.0f} min, {os.cpu_count()} cores, Python "
+        f"{sys.version.split()[0]}). Each stage ran as `python -m pipeline.<stage>` in a child "
+        "process, all paths in a temporary directory, MLflow in a SQLite file there (no "
+        "server). Tracking off and on ran in turns (ABAB); a row gives the medians of "
+        f"{args.repeats} runs each and the ratio of the medians, for wall time and for CPU "
+        "time (user + system of the stage and its worker processes: less sensitive than wall "
+        'time to other processes on the machine); "load" is the range of the 1-minute load '
+        "average before the runs (the machine may be shared: compare figures within a row). "
+        f"Training: `train.epochs={args.epochs}`, `train.use_search=false`; search: "
+        f"{args.search_trials} trials of {args.search_epochs} epochs on {args.search_samples} "
+        "images, 2 workers. Worker start-up: seconds from submitting a worker to a spawned "
+        "process until its first trial could start (imports; studies opened, data loaded; "
+        'the MLflow store opened when tracking is on), in a fresh process ("cold") and in '
+        "one warmed up as the search stage's are. See the docstring of "
+        "`benchmarks/bench_pipeline.py` for what each figure includes."
+    )
+    title = "# Pipeline stages: wall time with MLflow tracking on and off"
+    return f"{title}\n\n{textwrap.fill(about, 92)}\n\n{table}\n"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -43,11 +43,17 @@ def die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
-def warm_up(tracking_uri: str | None) -> None:
-    """The first task of every spawned worker: import what a trial needs (the worker code,
-    and MLflow's client and SQL store when tracking) while the stage prepares the study."""
+def warm_up(tracking_uri: str | None, sql_storage: bool = True) -> None:
+    """The first task of every spawned worker: import what a trial needs (the worker code;
+    SQLAlchemy and Alembic, which Optuna's SQL storage loads on first use; MLflow's client
+    and SQL store when tracking) while the stage prepares the study."""
     import pipeline.search.workers  # noqa: F401  Optuna, scikit-learn, the networks
 
+    if sql_storage:
+        import alembic.command  # noqa: F401
+        import alembic.migration  # noqa: F401
+        import alembic.script  # noqa: F401
+        import sqlalchemy.orm  # noqa: F401
     if tracking_uri:
         import mlflow  # noqa: F401
 
@@ -56,7 +62,9 @@ def warm_up(tracking_uri: str | None) -> None:
 
 
 @contextlib.contextmanager
-def worker_pool(workers: int, tracking_uri: str | None) -> Iterator[ProcessPoolExecutor | None]:
+def worker_pool(
+    workers: int, tracking_uri: str | None, sql_storage: bool = True
+) -> Iterator[ProcessPoolExecutor | None]:
     """``workers - 1`` spawned processes that die with this one (None for one worker), each
     warming up at once (:func:`warm_up`); shut down (waiting for their tasks) on leaving."""
     if workers <= 1:
@@ -67,5 +75,5 @@ def worker_pool(workers: int, tracking_uri: str | None) -> Iterator[ProcessPoolE
         initializer=die_with_parent, initargs=(os.getpid(),),
     ) as pool:  # fmt: skip
         for _ in range(workers - 1):
-            pool.submit(warm_up, tracking_uri)
+            pool.submit(warm_up, tracking_uri, sql_storage)
         yield pool

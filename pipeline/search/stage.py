@@ -71,7 +71,8 @@ def start_parent_run(study: optuna.Study, cfg: DictConfig, dataset: str):
 def run(cfg: DictConfig) -> dict:
     """Create the study, run the workers, write best params, trials, summary and plots."""
     # The worker processes start first: their imports overlap this process's set-up.
-    with worker_pool(int(cfg.search.workers), tracking_uri(cfg)) as pool:
+    sql_storage = not str(cfg.search.storage).startswith("journal:")
+    with worker_pool(int(cfg.search.workers), tracking_uri(cfg), sql_storage) as pool:
         return _run(cfg, pool)
 
 
