@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.abc
 import importlib.metadata
 import io
 import os
@@ -145,6 +146,36 @@ def skops_trusted_types() -> list[str]:
     from pipeline.estimators import trusted_types
 
     return trusted_types()
+
+
+class _RefuseTorch(importlib.abc.MetaPathFinder):
+    """A meta path finder that makes ``import torch`` fail (ImportError) while installed."""
+
+    @staticmethod
+    def find_spec(name: str, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"{name} is not imported while loading skops", name=name)
+        return None
+
+
+def import_skops() -> None:
+    """Import ``skops.io`` without PyTorch.
+
+    skops builds its list of trusted scikit-learn types on import with
+    :func:`sklearn.utils.all_estimators`, whose package walk imports every subpackage,
+    ``sklearn.externals.array_api_compat.torch`` included: with PyTorch installed that is
+    ``import torch`` (about 4 s of a 5 s import). The walk skips packages that raise
+    ImportError, so PyTorch is refused for the duration of the import (our models hold no
+    tensors). Already imported PyTorch is left alone."""
+    if "skops.io" in sys.modules or "torch" in sys.modules:
+        import skops.io  # noqa: F401
+
+        return
+    sys.meta_path.insert(0, _RefuseTorch)
+    try:
+        import skops.io  # noqa: F401
+    finally:
+        sys.meta_path.remove(_RefuseTorch)
 
 
 def model_requirements() -> list[str]:
@@ -313,6 +344,7 @@ class Tracker:
         self.model_id: str | None = None
         self.active = True
         self._client: _DeadlineClient | None = None
+        self._pending: list = []  # MLflow RunOperations of asynchronous epoch metrics
 
     @property
     def remote(self) -> bool:
@@ -427,6 +459,7 @@ class Tracker:
             client.log_batch(self.run_id, tags=_run_tags(all_tags))
 
     def end(self, status: str = "FINISHED") -> None:
+        self.flush()
         if not self.active or self.run_id is None:
             return
         with self._guard("ending the run"):
@@ -537,6 +570,7 @@ class Tracker:
         """The estimator as an MLflow sklearn model, linked to the run as its output: skops
         format with our types trusted explicitly, a signature, an input example and explicit
         pip requirements (our installed package, no inference); no code in the artifact."""
+        self.flush()
         if not self.active or self.run_id is None:
             return
         with self._guard("logging the model"):
@@ -554,6 +588,7 @@ class Tracker:
             self.model_id = model.model_id
 
     def _save_model_artifacts(self, client, model, estimator, example: np.ndarray) -> None:
+        import_skops()  # before MLflow imports it, without PyTorch
         import mlflow.sklearn
         from mlflow.entities import LoggedModelOutput
         from mlflow.models import Model, infer_signature
@@ -584,12 +619,37 @@ class Tracker:
 
     def epoch_logger(self) -> Callable:
         """An estimator callback logging each epoch's figures (one request) with step =
-        epoch; the names are whatever :meth:`EpochInfo.metrics` gives."""
+        epoch; the names are whatever :meth:`EpochInfo.metrics` gives.
+
+        On a local store (SQLite, a database) the request is MLflow's asynchronous
+        ``log_batch``: training does not wait for the database's commit; :meth:`flush`
+        (called by :meth:`end` and :meth:`log_model`) waits for them and applies
+        ``on_error`` to any that failed. Requests to a server stay synchronous, each under
+        the deadline."""
 
         def log_epoch(info) -> None:
-            self.log_metrics(info.metrics(), step=info.epoch)
+            if self.remote:
+                self.log_metrics(info.metrics(), step=info.epoch)
+            elif (
+                self.active
+                and self.run_id is not None
+                and (batch := _metrics(info.metrics(), info.epoch))
+            ):
+                with self._guard("logging metrics"):
+                    client = self._open()
+                    self._pending.append(client.log_batch(self.run_id, metrics=batch,
+                                                          synchronous=False))  # fmt: skip
 
         return log_epoch
+
+    def flush(self) -> None:
+        """Wait for the asynchronous requests of :meth:`epoch_logger`."""
+        pending, self._pending = self._pending, []
+        if not self.active or not pending:
+            return
+        with self._guard("logging metrics"):
+            for operations in pending:
+                operations.wait()
 
     # --- model registry --------------------------------------------------------------------
     def register_champion(
@@ -671,14 +731,22 @@ class Tracker:
         return child_id
 
     def log_child_metrics(self, run_id: str | None, metrics: dict, step: int) -> None:
+        """One epoch of a trial, asynchronous on a local store (as :meth:`epoch_logger`);
+        :meth:`end_child` waits for them."""
         if not self.active or run_id is None:
             return
         batch = _metrics(metrics, step)
         if batch:
             with self._guard("logging trial metrics"):
-                self._open().log_batch(run_id, metrics=batch)
+                if self.remote:
+                    self._open().log_batch(run_id, metrics=batch)
+                else:
+                    self._pending.append(
+                        self._open().log_batch(run_id, metrics=batch, synchronous=False)
+                    )
 
     def end_child(self, run_id: str | None, status: str, tags: dict) -> None:
+        self.flush()
         if not self.active or run_id is None:
             return
         with self._guard("ending a trial run"):

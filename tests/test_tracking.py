@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import importlib.util
 import os
 import signal
 import socket
@@ -470,3 +471,37 @@ def test_evaluation_report_masks_passwords(tmp_path):
     path = write_evaluation_report(tmp_path / "evaluation.md", metrics, {}, summary, {})
     text = path.read_text()
     assert SECRET not in text and "postgresql://:***@h/db" in text
+
+
+# --- cost -------------------------------------------------------------------------------------
+LOG_MODEL_PROBE = """
+import sys
+import numpy as np
+from sklearn.datasets import load_digits
+from pipeline.estimators import MLPClassifier
+from pipeline.tracking import Tracker
+X, y = load_digits(return_X_y=True)
+X = (X / 16).astype(np.float32)
+tracker = Tracker(sys.argv[1], "no-torch", on_error="fail")
+tracker.start("run")
+tracker.log_model(MLPClassifier(hidden_layer_sizes=(8,), epochs=1, random_state=0).fit(X, y), X)
+tracker.end()
+print("skops.io" in sys.modules, "torch" in sys.modules)
+"""
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None, reason="PyTorch is not installed here"
+)
+def test_logging_a_model_does_not_import_pytorch(tmp_path):
+    # skops's import walks scikit-learn's packages, one of which imports PyTorch (4 s).
+    out = subprocess.run(
+        [sys.executable, "-c", LOG_MODEL_PROBE, f"sqlite:///{tmp_path / 'mlflow.db'}"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    assert out.split() == ["True", "False"]  # skops was used, PyTorch never imported

@@ -28,8 +28,8 @@ _EXPORTS = {
     "make_sampler": "study",
     "make_storage": "study",
     "study_name": "study",
-    "StudyIncomplete": "workers",
-    "TrialsFailing": "workers",
+    "StudyIncomplete": "errors",
+    "TrialsFailing": "errors",
 }
 __all__ = sorted(_EXPORTS)
 

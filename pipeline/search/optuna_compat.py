@@ -21,11 +21,9 @@ import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import TrialState
 
+from pipeline.search.errors import OptunaVersionError
+
 KNOWN_MAJORS = (5,)
-
-
-class OptunaVersionError(RuntimeError):
-    """The installed Optuna is a major version this module was not written for."""
 
 
 def check_version(version: str = optuna.__version__) -> None:

@@ -15,29 +15,31 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import optuna
 from omegaconf import DictConfig
 
 from pipeline.config import stage_main, to_container
 from pipeline.errors import ConfigError
-from pipeline.factory import dataset_meta
 from pipeline.io import ArtifactError, check_writable, file_lock
-from pipeline.search import optuna_compat as compat
-from pipeline.search.objective import BASELINE_ATTR
-from pipeline.search.outputs import write_outputs
-from pipeline.search.progress import Progress
-from pipeline.search.recovery import n_finished, running
-from pipeline.search.settings import validate_settings
-from pipeline.search.space import baseline_values
-from pipeline.search.study import create_study, lock_path
-from pipeline.search.workers import StudyIncomplete, TrialsFailing, run_workers
+from pipeline.search.errors import OptunaVersionError, StudyIncomplete, TrialsFailing
+from pipeline.search.pool import worker_pool
 from pipeline.tracking import TrackingError, git_commit, mask_secrets, tracker_from_config
+
+if TYPE_CHECKING:
+    import optuna
+
+# Optuna, scikit-learn and matplotlib load when the stage runs, not on import: `--help`
+# answers at once (tests/test_startup.py).
 
 
 def enqueue_baseline(study: optuna.Study, cfg: DictConfig, space: dict) -> None:
     """Trial 0 of a new study: the configured values (under the budget lock, so that of
     several searches starting together exactly one enqueues it)."""
+    from pipeline.search.objective import BASELINE_ATTR
+    from pipeline.search.space import baseline_values
+    from pipeline.search.study import lock_path
+
     with file_lock(lock_path(cfg, study.study_name)):
         if not study.get_trials(deepcopy=False):
             study.enqueue_trial(baseline_values(cfg, space), user_attrs={BASELINE_ATTR: True})
@@ -52,6 +54,8 @@ def parent_run_key(cfg: DictConfig) -> str:
 def start_parent_run(study: optuna.Study, cfg: DictConfig, dataset: str):
     """Start the study's parent run, or resume the one an earlier run of the study opened
     (one study, one parent run; the lock keeps racing searches from opening two)."""
+    from pipeline.search.study import lock_path
+
     tracker = tracker_from_config(cfg)
     tags = {"git_commit": git_commit(), "dvc_stage": "search", "dataset": dataset,
             "study": study.study_name}  # fmt: skip
@@ -66,6 +70,22 @@ def start_parent_run(study: optuna.Study, cfg: DictConfig, dataset: str):
 
 def run(cfg: DictConfig) -> dict:
     """Create the study, run the workers, write best params, trials, summary and plots."""
+    # The worker processes start first: their imports overlap this process's set-up.
+    sql_storage = not str(cfg.search.storage).startswith("journal:")
+    with worker_pool(int(cfg.search.workers), tracking_uri(cfg), sql_storage) as pool:
+        return _run(cfg, pool)
+
+
+def tracking_uri(cfg: DictConfig) -> str | None:
+    return str(cfg.tracking.uri) if cfg.tracking.enabled else None
+
+
+def _run(cfg: DictConfig, pool) -> dict:
+    from pipeline.factory import dataset_meta
+    from pipeline.search import optuna_compat as compat
+    from pipeline.search.settings import validate_settings
+    from pipeline.search.study import create_study
+
     compat.check_version()
     space = validate_settings(cfg)
     check_writable(cfg.paths.best_params, Path(cfg.paths.search) / "plots" / "slice.png")
@@ -75,7 +95,7 @@ def run(cfg: DictConfig) -> dict:
     tracker = start_parent_run(study, cfg, meta["dataset"])
     tracker.close_stale_runs()  # parent runs of searches that were killed (SIGKILL)
     try:
-        summary = search(cfg, tracker)
+        summary = search(cfg, tracker, pool)
     except KeyboardInterrupt:
         tracker.end(status="KILLED")
         raise
@@ -86,7 +106,12 @@ def run(cfg: DictConfig) -> dict:
     return summary
 
 
-def search(cfg: DictConfig, tracker) -> dict:
+def search(cfg: DictConfig, tracker, pool=None) -> dict:
+    from pipeline.search.outputs import write_outputs
+    from pipeline.search.progress import Progress
+    from pipeline.search.study import create_study
+    from pipeline.search.workers import run_workers
+
     tracker.log_config(cfg)
     parent = tracker.run_id if tracker.active else None
     timeout = cfg.search.timeout
@@ -94,7 +119,7 @@ def search(cfg: DictConfig, tracker) -> dict:
     n_trials = int(cfg.search.n_trials)
     started = time.perf_counter()
     with Progress(lambda: create_study(cfg), n_trials, deadline):
-        run_workers(to_container(cfg), parent, int(cfg.search.workers), deadline)
+        run_workers(to_container(cfg), parent, int(cfg.search.workers), deadline, pool)
     seconds = time.perf_counter() - started
 
     study = create_study(cfg)  # fresh view of everything the workers stored
@@ -120,6 +145,8 @@ def search(cfg: DictConfig, tracker) -> dict:
 
 def incomplete(study: optuna.Study, n_trials: int) -> None:
     """Say why a study holds fewer than ``n_trials`` finished trials (search.timeout)."""
+    from pipeline.search.recovery import n_finished, running
+
     finished = n_finished(study)
     if finished < n_trials:
         others = running(study)
@@ -132,7 +159,7 @@ def incomplete(study: optuna.Study, n_trials: int) -> None:
 
 
 ERRORS = (ArtifactError, ConfigError, TrackingError, TrialsFailing, StudyIncomplete,
-          compat.OptunaVersionError, OSError)  # fmt: skip
+          OptunaVersionError, OSError)  # fmt: skip
 
 
 def main() -> None:

@@ -10,15 +10,9 @@ watchdog thread for what that misses) and so never keep ``optuna.db`` open as or
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
-import multiprocessing
-import os
-import signal
 import sys
-import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 import optuna
@@ -26,7 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from pipeline.search import optuna_compat as compat
+from pipeline.search.errors import StudyIncomplete, TrialsFailing
 from pipeline.search.objective import Objective
+from pipeline.search.pool import worker_pool
 from pipeline.search.recovery import (
     budget_used,
     describe,
@@ -41,36 +37,6 @@ from pipeline.search.study import create_study, lock_path, make_pruner, make_sam
 # Stop a worker after this many failed trials in a row: failures do not use up the budget,
 # so a systematic error (say, a bad value every trial hits) would otherwise never end.
 MAX_CONSECUTIVE_FAILURES = 5
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-WATCHDOG_INTERVAL = 1.0
-
-
-class TrialsFailing(RuntimeError):
-    """Trial after trial fails: a bug or a value every trial hits, not bad luck."""
-
-
-class StudyIncomplete(RuntimeError):
-    """The study cannot reach ``n_trials`` now: trials run (or hang) where we cannot see."""
-
-
-# --- worker processes die with their parent ------------------------------------------------
-def die_with_parent(parent_pid: int) -> None:
-    """Initializer of every worker process: SIGKILL when the parent dies (Linux
-    ``prctl(PR_SET_PDEATHSIG)``), and a watchdog thread that exits when the parent pid
-    changes (other systems, or a parent thread that ended first)."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent_pid:  # died before the signal was set up
-        os._exit(1)
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(WATCHDOG_INTERVAL)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 # --- one worker ------------------------------------------------------------------------------
@@ -181,19 +147,18 @@ def end_trial_run(tracker, trial: optuna.trial.FrozenTrial) -> None:
 
 
 # --- all workers -----------------------------------------------------------------------------
-def run_workers(cfg_container: dict, parent: str | None, workers: int, deadline) -> None:
+def run_workers(cfg_container: dict, parent: str | None, workers: int, deadline, pool=None) -> None:
     """Worker 0 in this process (it also waits for other processes' trials), the others
     in spawned processes (fresh interpreters: no inherited database connections) that die
-    with this one. A worker that dies (killed, out of memory) is reported and the search
-    goes on; its running trial is recovered and retried."""
+    with this one: those of ``pool`` (:func:`pool.worker_pool`, started early), else a
+    pool started here. A worker that dies (killed, out of memory) is reported and the
+    search goes on; its running trial is recovered and retried."""
     if workers == 1:
         run_worker(cfg_container, parent, 0, deadline, wait_for_others=True)
         return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=workers - 1, mp_context=context,
-        initializer=die_with_parent, initargs=(os.getpid(),),
-    ) as pool:  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(worker_pool(workers, None))
         others = [
             pool.submit(run_worker, cfg_container, parent, i, deadline) for i in range(1, workers)
         ]
