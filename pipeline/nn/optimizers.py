@@ -35,14 +35,18 @@ class SGD:
         """
         for w, g in zip(params, grads, strict=True):
             step = self._step.get(id(w))
-            if step is None:
-                step = self._step[id(w)] = np.empty(min(w.size, CHUNK), w.dtype)
+            if step is None:  # shaped like w if one slice covers it (no reshapes then)
+                shape = w.shape if w.size <= CHUNK else (CHUNK,)
+                step = self._step[id(w)] = np.empty(shape, w.dtype)
+            if self.momentum == 0.0 and w.size <= CHUNK:
+                w -= np.multiply(g, self.learning_rate, out=step)
+                continue
             velocity = None
             if self.momentum != 0.0:
                 velocity = self._velocity.get(id(w))
                 if velocity is None:
                     velocity = self._velocity[id(w)] = np.zeros(w.size, w.dtype)
-            flat_w, flat_g = w.reshape(-1), g.reshape(-1)
+            flat_w, flat_g, step = w.reshape(-1), g.reshape(-1), step.reshape(-1)
             for start in range(0, w.size, CHUNK):
                 end = min(start + CHUNK, w.size)
                 eta_g = np.multiply(flat_g[start:end], self.learning_rate, out=step[: end - start])
