@@ -44,9 +44,12 @@ def training_run(cfg: DictConfig) -> dict:
     return read_checked(run_file, RunFile) if run_file.is_file() else {"run_id": None}
 
 
-def values_source(run: dict) -> str:
+def values_source(run: dict) -> str | None:
     """One line for the report: the configured values, or the search's best trial with its
-    validation score beside the baseline's (the configured values, trial 0)."""
+    validation score beside the baseline's (the configured values, trial 0); None when train
+    did not record where its values came from."""
+    if run.get("params_source") is None:
+        return None
     search = run.get("search")
     if not search:
         return "the configured values (no search)"
@@ -130,10 +133,11 @@ def run(cfg: DictConfig) -> dict:
             limit=grid,
         ),
     }
+    source = values_source(train_run)
     model_summary = {
         "name": cfg.model.name,
         "dataset": meta["dataset"],
-        "training values": values_source(train_run),
+        **({"training values": source} if source is not None else {}),
         **{k: v for k, v in estimator.get_params().items() if k != "random_state"},
     }
     write_json(paths.metrics, metrics)

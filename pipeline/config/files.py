@@ -66,7 +66,7 @@ class RunFile:
     run_id: str | None = None
     tracking_uri: str | None = None
     experiment: str | None = None
-    params_source: str = "config"
+    params_source: str | None = None  # None: written by a train that did not record it
     search: dict[str, Any] | None = None
 
 
