@@ -236,9 +236,11 @@ def augmented(X: np.ndarray, y: np.ndarray, kinds: str, seed: int):
     return np.ascontiguousarray(X[order]), y[order]
 
 
-def run(name: str, epochs: int, splits, seed: int, overrides: dict):
-    """Train candidate ``name``; the fitted model and its validation curve and timings."""
-    kind, params, aug = CANDIDATES[name]
+def run(name: str, epochs: int, splits, seed: int, overrides: dict, aug: str | None = None):
+    """Train candidate ``name`` (with augmentation ``aug`` instead of its own, if given);
+    the fitted model and its validation curve and timings."""
+    kind, params, own_aug = CANDIDATES[name]
+    aug = own_aug if aug is None else aug
     params = dict(params, **overrides)
     X_tr, y_tr = augmented(*splits["train"], aug, seed)
     X_val, y_val = splits["val"]
@@ -289,6 +291,9 @@ def main() -> None:
         help="score the test split once, for the run with the best validation accuracy",
     )
     parser.add_argument("--set", default="{}", help='JSON overrides, e.g. {"l2": 2.0}')
+    parser.add_argument(
+        "--augment", default=None, help='instead of the candidates\' own: "", "flip", "shift+flip"'
+    )
     parser.add_argument("--cache", default="/tmp/fcache")
     parser.add_argument("--out", default="/tmp/fashion_explore.jsonl")
     parser.add_argument("--list", action="store_true")
@@ -301,7 +306,9 @@ def main() -> None:
     runs = []
     for name in args.names:
         with threadpool_limits(args.threads):
-            model, result = run(name, args.epochs, splits, args.seed, json.loads(args.set))
+            model, result = run(
+                name, args.epochs, splits, args.seed, json.loads(args.set), args.augment
+            )
         print(json.dumps(result), flush=True)
         append(args.out, result)
         runs.append((model, result))
