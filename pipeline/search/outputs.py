@@ -26,7 +26,7 @@ LABELS = {
     "hidden_units": "hidden units",
     "filters": "filters (first conv layer)",
     "dropout": "dropout p",
-    "epochs": "epochs",
+    "epochs": "epochs (searched)",
 }
 METRIC_LABELS = {"val_accuracy": "validation accuracy (%)"}
 
@@ -103,7 +103,9 @@ def summary_markdown(cfg, study, best: FrozenTrial, baseline: FrozenTrial | None
         f"{len(study.trials)} trials; {cfg.search.metric} on the validation split "
         "(the test split is never used to choose).",
         "",
-        "| | trial | " + " | ".join(label(n) for n in names) + f" | epochs | {cfg.search.metric} |",
+        "| | trial | "
+        + " | ".join(label(n) for n in names)
+        + f" | epochs trained | {cfg.search.metric} |",
         "|---" * (len(names) + 4) + "|",
     ]
     for role, trial in rows:
