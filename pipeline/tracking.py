@@ -46,6 +46,8 @@ MAX_PARAM_LENGTH = 6000
 # pyproject's [project] name: the distribution a logged model requires (tests check that it
 # installs this package).
 DISTRIBUTION = "nndl-pipeline"
+EPOCH_BATCH_SECONDS = 10.0  # epoch metrics go to MLflow together, at most this often
+MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch
 # MLflow 3's UI opens an experiment on its runs (not the GenAI overview) when this tag says
 # the experiment is for model training (the values are MLflow's ExperimentKind enum).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -345,6 +347,8 @@ class Tracker:
         self.active = True
         self._client: _DeadlineClient | None = None
         self._pending: list = []  # MLflow RunOperations of asynchronous epoch metrics
+        self._epochs: list = []  # epoch metrics not sent yet (see epoch_logger)
+        self._epochs_sent = time.monotonic()
 
     @property
     def remote(self) -> bool:
@@ -618,32 +622,47 @@ class Tracker:
             client.log_model_artifacts(model.model_id, str(local))
 
     def epoch_logger(self) -> Callable:
-        """An estimator callback logging each epoch's figures (one request) with step =
-        epoch; the names are whatever :meth:`EpochInfo.metrics` gives.
+        """An estimator callback logging each epoch's figures with step = epoch; the names
+        are whatever :meth:`EpochInfo.metrics` gives.
 
-        On a local store (SQLite, a database) the request is MLflow's asynchronous
-        ``log_batch``: training does not wait for the database's commit; :meth:`flush`
-        (called by :meth:`end` and :meth:`log_model`) waits for them and applies
-        ``on_error`` to any that failed. Requests to a server stay synchronous, each under
+        Epochs are sent together, one ``log_batch`` every ``EPOCH_BATCH_SECONDS`` (and by
+        :meth:`flush`, which :meth:`end` and :meth:`log_model` call): a request to the
+        SQLite store costs tens of milliseconds of Python, as much as a short epoch of the
+        MLP, and a background thread cannot hide it (the GIL). On a local store the request
+        is MLflow's asynchronous ``log_batch``, waited for by :meth:`flush` (which applies
+        ``on_error`` to any that failed); requests to a server are synchronous, each under
         the deadline."""
 
         def log_epoch(info) -> None:
-            if self.remote:
-                self.log_metrics(info.metrics(), step=info.epoch)
-            elif (
-                self.active
-                and self.run_id is not None
-                and (batch := _metrics(info.metrics(), info.epoch))
-            ):
-                with self._guard("logging metrics"):
-                    client = self._open()
-                    self._pending.append(client.log_batch(self.run_id, metrics=batch,
-                                                          synchronous=False))  # fmt: skip
+            if not self.active or self.run_id is None:
+                return
+            self._epochs.extend(_metrics(info.metrics(), info.epoch))
+            if time.monotonic() - self._epochs_sent >= EPOCH_BATCH_SECONDS:
+                self._send_epochs()
 
         return log_epoch
 
+    def _send_epochs(self) -> None:
+        """One request with the epoch metrics gathered since the last (MLflow takes up to
+        1,000 metrics per batch)."""
+        metrics, self._epochs = self._epochs, []
+        self._epochs_sent = time.monotonic()
+        if not metrics or not self.active or self.run_id is None:
+            return
+        with self._guard("logging metrics"):
+            client = self._open()
+            for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+                chunk = metrics[start : start + MAX_METRICS_PER_BATCH]
+                if self.remote:
+                    client.log_batch(self.run_id, metrics=chunk)
+                else:
+                    self._pending.append(
+                        client.log_batch(self.run_id, metrics=chunk, synchronous=False)
+                    )
+
     def flush(self) -> None:
-        """Wait for the asynchronous requests of :meth:`epoch_logger`."""
+        """Send the gathered epoch metrics and wait for the asynchronous requests."""
+        self._send_epochs()
         pending, self._pending = self._pending, []
         if not self.active or not pending:
             return

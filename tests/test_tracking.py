@@ -206,6 +206,26 @@ def test_run_is_logged_through_the_client(logged_run):
     assert [m.step for m in history] == [1, 2, 3]
 
 
+def test_epoch_metrics_go_together_and_all_arrive(store, monkeypatch):
+    uri, _ = store
+    tracker = Tracker(uri, "batched")
+    tracker.start("run")
+    client = tracker._open()
+    requests = []
+    send = client.log_batch
+    monkeypatch.setattr(
+        client, "log_batch", lambda *a, **k: requests.append(k.get("metrics")) or send(*a, **k)
+    )
+    log_epoch = tracker.epoch_logger()
+    for epoch in range(1, 21):  # epochs far shorter than EPOCH_BATCH_SECONDS: no request yet
+        log_epoch(Epoch(epoch))
+    assert requests == []
+    tracker.end()  # sends them, in one request
+    assert len(requests) == 1 and len(requests[0]) == 2 * 20
+    history = MlflowClient(uri).get_metric_history(tracker.run_id, "train_loss")
+    assert [m.step for m in history] == list(range(1, 21))
+
+
 def test_experiment_opens_on_its_runs_in_the_mlflow_ui(logged_run):
     experiment = logged_run["client"].get_experiment(logged_run["tracker"].experiment_id)
     assert experiment.tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
