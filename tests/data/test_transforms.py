@@ -145,33 +145,30 @@ def test_order_must_be_0_or_1():
 
 
 # --- augment --------------------------------------------------------------------------------
-def test_shifts_config_reproduces_the_book():
-    cfg = augment_cfg("shifts")
+@pytest.mark.parametrize(
+    ("name", "copies"),
+    [
+        ("shifts", T.pixel_shifts),  # the book's expand_mnist: four one-pixel shifts
+        ("flips", lambda images: images[:, :, ::-1]),  # left-right mirror images
+    ],
+)
+def test_config_adds_its_copies_after_the_originals_then_shuffles(name, copies):
+    cfg = augment_cfg(name)
     X, y, counts = T.augment(DIGITS, LABELS, cfg, seed=0)
-    assert counts == {"original": 60, "shifts": 240} and X.shape == (300, 8, 8)
-    unshuffled, y_plain, _ = T.augment(DIGITS, LABELS, {**cfg, "shuffle": False}, seed=0)
-    np.testing.assert_array_equal(unshuffled[:60], DIGITS)
-    np.testing.assert_array_equal(unshuffled[60:], T.pixel_shifts(DIGITS))
-    np.testing.assert_array_equal(y_plain, np.tile(LABELS, 5))
+    expected = copies(DIGITS)
+    assert counts == {"original": 60, name: len(expected)}
+    assert X.shape == (60 + len(expected), 8, 8)
+    plain, y_plain, _ = T.augment(DIGITS, LABELS, {**cfg, "shuffle": False}, seed=0)
+    np.testing.assert_array_equal(plain[:60], DIGITS)
+    np.testing.assert_array_equal(plain[60:], expected)
+    np.testing.assert_array_equal(y_plain, np.tile(LABELS, len(X) // 60))
     # shuffled: the same (image, label) pairs in another order
-    assert pairs(X, y) == pairs(unshuffled, y_plain)
-    assert not np.array_equal(X, unshuffled)
+    assert pairs(X, y) == pairs(plain, y_plain) and not np.array_equal(X, plain)
 
 
 def pairs(X: np.ndarray, y: np.ndarray) -> list[tuple[int, bytes]]:
     """The (label, image bytes) pairs of a set, in a canonical order."""
     return sorted(zip(y.tolist(), (x.tobytes() for x in X), strict=True))
-
-
-def test_flips_config_counts_and_labels():
-    cfg = augment_cfg("flips")
-    X, y, counts = T.augment(DIGITS, LABELS, cfg, seed=0)
-    assert counts == {"original": 60, "flips": 60} and X.shape == (120, 8, 8)
-    plain, y_plain, _ = T.augment(DIGITS, LABELS, {**cfg, "shuffle": False}, seed=0)
-    np.testing.assert_array_equal(plain[:60], DIGITS)
-    np.testing.assert_array_equal(plain[60:], DIGITS[:, :, ::-1])
-    np.testing.assert_array_equal(y_plain, np.tile(LABELS, 2))
-    assert pairs(X, y) == pairs(plain, y_plain) and not np.array_equal(X, plain)
 
 
 def test_flips_with_shifts_leave_the_shifts_as_they_were():
