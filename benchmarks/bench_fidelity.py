@@ -109,12 +109,11 @@ def chosen(trials: list, retrain: int | None) -> list:
     return sorted(best + baseline, key=lambda t: t.number)
 
 
-def retrain(cfg, trial, threads: int) -> Retrained:
-    """Train the trial's values as the train stage would; best validation accuracy."""
+def retrain(cfg, trial, train, val, threads: int) -> Retrained:
+    """Train the trial's values as the train stage would (``train``/``val``: the splits
+    it reads); best validation accuracy."""
     fragment = as_config(estimator_overrides(dict(trial.params), cfg))
     full = OmegaConf.merge(cfg, fragment)
-    train = load_split(Path(full.paths.augmented) / "train.npz")
-    val = load_split(Path(full.paths.prepared) / "val.npz")
     estimator = build_estimator(full, train.image_shape)
     with threadpool_limits(limits=threads):
         estimator.fit(train.X, train.y, validation_data=(val.X, val.y))
@@ -200,16 +199,19 @@ def measure(args: argparse.Namespace, root: Path, argv: Sequence[str] | None) ->
     print(f"data: {prepare_data(overrides)}", flush=True)
     cfg, trials = run_search(overrides)
     picked = max(trials, key=lambda t: t.value).number
+    train = load_split(Path(cfg.paths.augmented) / "train.npz")
+    val = load_split(Path(cfg.paths.prepared) / "val.npz")
     results = []
     for trial in chosen(trials, args.retrain):
         started = time.perf_counter()
-        results.append(retrain(cfg, trial, args.threads))
+        results.append(retrain(cfg, trial, train, val, args.threads))
         r = results[-1]
         print(f"  trial {r.number} ({r.state}, search {r.search_score:.4f}): full val "
               f"{r.full_score:.4f} after {r.full_epochs} epochs, "
               f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
     if picked not in {r.number for r in results}:
-        results.append(retrain(cfg, next(t for t in trials if t.number == picked), args.threads))
+        best = next(t for t in trials if t.number == picked)
+        results.append(retrain(cfg, best, train, val, args.threads))
     results.sort(key=lambda r: r.number)
     setting = (
         f"model={cfg.model.name}, data={cfg.data.name}, augment={cfg.augment.name}; search: "
