@@ -26,6 +26,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from pipeline.config.help import HELP_FLAGS, stage_help
 from pipeline.config.validation import validate
 from pipeline.errors import ConfigError
 from pipeline.io import ArtifactError, read_mapping
@@ -122,9 +123,13 @@ def stage_main(run: Callable[[DictConfig], Any], errors: tuple[type[Exception], 
     The config is validated before ``run`` starts. A config error ends as one line,
     ``config error: <key>: <problem> (got <value>)``, and exit status 2; other errors of the
     types in ``errors`` (bad input the user can fix) as ``error: ...`` and exit status 1.
-    Hydra's own flags (``--help``, ``--cfg job``, ``-m``) go to Hydra's command line.
+    ``--help`` is answered from the files (:mod:`pipeline.config.help`); Hydra's own flags
+    (``--cfg job``, ``--hydra-help``, ``-m``) go to Hydra's command line.
     """
     argv = sys.argv[1:]
+    if any(arg in HELP_FLAGS for arg in argv):
+        print(stage_help(sys.modules[run.__module__], conf_dir()))
+        sys.exit(0)
     if argv[:1] != [PARAMS_FLAG] and any(arg.startswith("-") for arg in argv):
         hydra.main(config_path=str(conf_dir()), config_name="config", version_base=None)(
             lambda cfg: _run_checked(run, cfg, errors)
