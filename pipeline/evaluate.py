@@ -22,6 +22,7 @@ from pipeline.errors import ConfigError
 from pipeline.io import ArtifactError, check_writable, file_checksum, write_json, write_text
 from pipeline.tracking import (
     Registration,
+    Tracker,
     TrackingError,
     git_commit,
     registered_model_name,
@@ -71,6 +72,8 @@ def predictions_csv(y_true: np.ndarray, y_pred: np.ndarray) -> str:
 
 def run(cfg: DictConfig) -> dict:
     """Score, plot, report and log; returns the metrics."""
+    tracker = tracker_from_config(cfg)
+    tracker.open_in_background()  # while the model and the test split are read and scored
     # scikit-learn and matplotlib load here, not on import: `--help` answers at once.
     from sklearn.metrics import accuracy_score, classification_report, f1_score, log_loss
 
@@ -145,7 +148,7 @@ def run(cfg: DictConfig) -> dict:
     write_text(reports_dir / "predictions.csv", predictions_csv(test.y, y_pred))
     reports.write_evaluation_report(paths.evaluation, metrics, per_class_rows, model_summary, plots)
 
-    registration = _log_to_mlflow(cfg, run_id, metrics, plots, meta["dataset"])
+    registration = _log_to_mlflow(tracker, cfg, run_id, metrics, plots, meta["dataset"])
     print(
         f"test accuracy {metrics['test_accuracy']:.4f} on {metrics['n_test']} images "
         f"-> {paths.metrics}, {paths.evaluation}"
@@ -159,12 +162,16 @@ def run(cfg: DictConfig) -> dict:
 
 
 def _log_to_mlflow(
-    cfg: DictConfig, run_id: str | None, metrics: dict, plots: dict, dataset: str
+    tracker: Tracker,
+    cfg: DictConfig,
+    run_id: str | None,
+    metrics: dict,
+    plots: dict,
+    dataset: str,
 ) -> Registration | None:
     """Continue train's run (or start one if train was not tracked), log the results, and
     register the run's model (``nndl-<model>-<dataset>``): the ``champion`` alias moves to
     it only when it beats the champion on the same test split."""
-    tracker = tracker_from_config(cfg)
     tracker.start(
         run_name=f"{cfg.model.name}-evaluate",
         run_id=run_id,

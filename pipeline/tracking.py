@@ -180,6 +180,18 @@ def import_skops() -> None:
         sys.meta_path.remove(_RefuseTorch)
 
 
+def _import_model_logging() -> None:
+    """What saving a model imports (skops first, without PyTorch; MLflow's sklearn flavour
+    and model description) and the map its requirement check builds (mlflow_compat)."""
+    import_skops()
+    import mlflow.models  # noqa: F401
+    import mlflow.sklearn  # noqa: F401
+
+    from pipeline.mlflow_compat import warm_requirement_check
+
+    warm_requirement_check()
+
+
 def model_requirements() -> list[str]:
     """Pinned pip requirements of a logged model: our installed package (the model loads its
     classes from there, never from code inside the artifact) and what it imports."""
@@ -349,6 +361,8 @@ class Tracker:
         self._pending: list = []  # MLflow RunOperations of asynchronous epoch metrics
         self._epochs: list = []  # epoch metrics not sent yet (see epoch_logger)
         self._epochs_sent = time.monotonic()
+        self._opening: threading.Thread | None = None  # see open_in_background
+        self._opening_error: BaseException | None = None
 
     @property
     def remote(self) -> bool:
@@ -369,6 +383,36 @@ class Tracker:
             self.active = False  # the run stays as the store last saw it
 
     # --- the store -----------------------------------------------------------------------
+    def open_in_background(self, for_model: bool = False) -> None:
+        """Import MLflow and open the store on a thread (with ``for_model``, also prepare what
+        :meth:`log_model` needs), so that they overlap the stage's own start-up, reading its
+        data: about 3-5 s of a stage's tracking cost. The first call that needs the
+        store waits for the thread; a failure there is that call's failure (``on_error``)."""
+        if not self.active or self._client is not None or self._opening is not None:
+            return
+
+        def open_store() -> None:
+            try:
+                self._open()
+                if for_model:
+                    _import_model_logging()
+            except BaseException as err:  # raised again by the call that waits (_open)
+                self._opening_error = err
+
+        # Not a daemon: a stage that fails meanwhile exits after the store is complete, never
+        # with MLflow's SQLite schema half-created.
+        self._opening = threading.Thread(target=open_store, name="mlflow-open")
+        self._opening.start()
+
+    def _wait_opened(self) -> None:
+        opening, self._opening = self._opening, None
+        if opening is None:
+            return
+        opening.join()
+        error, self._opening_error = self._opening_error, None
+        if error is not None:
+            raise error
+
     def _open(self) -> _DeadlineClient:
         """The client, with the experiment found or created (once per tracker).
 
@@ -377,6 +421,8 @@ class Tracker:
         (MLFLOW_TRACKING_USERNAME/PASSWORD, MLflow's credentials file, a request-header
         plugin) would set process-wide environment, write to the user's home, or need an
         installed entry point; every text MLflow or we print is masked instead."""
+        if self._opening is not None and self._opening is not threading.current_thread():
+            self._wait_opened()
         if self._client is None:
             if self.remote:
                 self._probe_server()
@@ -592,7 +638,7 @@ class Tracker:
             self.model_id = model.model_id
 
     def _save_model_artifacts(self, client, model, estimator, example: np.ndarray) -> None:
-        import_skops()  # before MLflow imports it, without PyTorch
+        _import_model_logging()
         import mlflow.sklearn
         from mlflow.entities import LoggedModelOutput
         from mlflow.models import Model, infer_signature

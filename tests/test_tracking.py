@@ -482,6 +482,36 @@ def test_closed_port_with_on_error_fail_raises_at_once_with_a_masked_error():
     assert SECRET not in str(raised.value) and f":***@127.0.0.1:{port}" in str(raised.value)
 
 
+@pytest.mark.parametrize("on_error", ["fail", "warn"])
+def test_a_store_opened_in_the_background_fails_at_start_by_the_policy(capsys, on_error):
+    port = closed_port()
+    tracker = Tracker(f"http://:{SECRET}@127.0.0.1:{port}", "x", on_error=on_error)
+    tracker.open_in_background()
+    if on_error == "fail":
+        with pytest.raises(TrackingError, match="starting the run.*Connection refused") as raised:
+            tracker.start("run")
+        assert SECRET not in str(raised.value)
+    else:
+        tracker.start("run")
+        tracker.end()
+        err = capsys.readouterr().err
+        assert not tracker.active and err.count("warning:") == 1 and SECRET not in err
+    assert tracker._opening is None  # waited for, once
+
+
+def test_a_store_opened_in_the_background_logs_as_one_opened_at_start(store):
+    uri, _ = store
+    tracker = Tracker(uri, "background")
+    tracker.open_in_background(for_model=True)
+    tracker.open_in_background()  # a second call starts no second thread
+    tracker.start("run")
+    tracker.log_metrics({"a": 1.0})
+    tracker.end()
+    assert "mlflow.sklearn" in sys.modules and "skops.io" in sys.modules
+    run = MlflowClient(uri).get_run(tracker.run_id)
+    assert run.info.status == "FINISHED" and run.data.metrics == {"a": 1.0}
+
+
 def test_evaluation_report_masks_passwords(tmp_path):
     from pipeline.reports import write_evaluation_report
 
