@@ -210,24 +210,19 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any], str]] = {
         ),
         "flip",
     ),  # fmt: skip
-    # conf/model/cnn_fashion.yaml with conf/train/cnn_fashion.yaml: pairs of 3x3 convolutions.
-    "cnn3x3_halve_flip": (
-        "cnn",
-        dict(
-            RELU_CNN,
-            conv_layers=[(32, 3, 1), (32, 3, 2), (64, 3, 1), (64, 3, 2)],
-            hidden_layer_sizes=[256],
-            learning_rate=0.02,
-            momentum=0.9,
-            batch_size=32,
-            l2=5.0,
-            dropout=0.5,
-            learning_rate_schedule="halving",
-            schedule_patience=2,
-        ),
-        "flip",
-    ),  # fmt: skip
 }
+# conf/model/cnn_fashion.yaml with conf/train/cnn_fashion.yaml: pairs of 3x3 convolutions.
+CANDIDATES["cnn3x3_halve_flip"] = (
+    "cnn",
+    dict(
+        CANDIDATES["cnn2w_mom_do_flip"][1],
+        conv_layers=[(32, 3, 1), (32, 3, 2), (64, 3, 1), (64, 3, 2)],
+        l2=5.0,
+        learning_rate_schedule="halving",
+        schedule_patience=2,
+    ),
+    "flip",
+)
 
 
 def load_splits(cache_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
