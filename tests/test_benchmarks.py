@@ -31,3 +31,24 @@ def test_fidelity_retrains_the_trials_and_ranks_them(tmp_path, capsys):
     assert "| 0 | COMPLETE |" in text  # the baseline trial, retrained
     assert "rank correlation, all retrained trials (4): Spearman" in text
     assert "search's pick: trial" in text and "regret" in text
+
+
+def test_a_case_that_does_not_time_preparation_prepares_its_data_once(tmp_path, monkeypatch):
+    from benchmarks import bench_pipeline
+
+    ran: list[str] = []
+
+    def fake_run(args, cwd):
+        ran.append(args[1])
+        data = Path(next(a for a in args if a.startswith("paths.data=")).split("=", 1)[1])
+        output = {"pipeline.prepare": "prepared", "pipeline.augment": "augmented"}[args[1]]
+        (data / output).mkdir(parents=True, exist_ok=True)
+        (data / output / "train.npz").touch()
+        return 1.0, 1.0
+
+    monkeypatch.setattr(bench_pipeline, "timed_run", fake_run)
+    args = bench_pipeline.parse_args(["--cases", "fashion-cnn"])
+    bench_pipeline.prepare_untimed(tmp_path, "fashion-cnn", args)
+    bench_pipeline.prepare_untimed(tmp_path, "fashion-cnn", args)  # the data is there now
+    bench_pipeline.prepare_untimed(tmp_path, "fashion-mlp", args)  # times its own
+    assert ran == ["pipeline.prepare", "pipeline.augment"]
