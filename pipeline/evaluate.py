@@ -72,7 +72,7 @@ def predictions_csv(y_true: np.ndarray, y_pred: np.ndarray) -> str:
 
 def run(cfg: DictConfig) -> dict:
     """Score, plot, report and log; returns the metrics."""
-    # No open_in_background here: this stage's own start-up is imports (scikit-learn,
+    # No import_in_background here: this stage's own start-up is imports (scikit-learn,
     # matplotlib), and a thread importing MLflow beside them only contends for the GIL
     # (measured: 7.6 s vs 6.7 s for evaluate on Fashion-MNIST).
     tracker = tracker_from_config(cfg)

@@ -180,6 +180,17 @@ def import_skops() -> None:
         sys.meta_path.remove(_RefuseTorch)
 
 
+def _import_tracking(remote: bool, for_model: bool) -> None:
+    """What opening the store imports (MLflow's client and, for a database, its SQLAlchemy
+    store) and, with ``for_model``, what saving a model needs."""
+    import mlflow.tracking  # noqa: F401
+
+    if not remote:
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    if for_model:
+        _import_model_logging()
+
+
 def _import_model_logging() -> None:
     """What saving a model imports (skops first, without PyTorch; MLflow's sklearn flavour
     and model description) and the map its requirement check builds (mlflow_compat)."""
@@ -361,8 +372,8 @@ class Tracker:
         self._pending: list = []  # MLflow RunOperations of asynchronous epoch metrics
         self._epochs: list = []  # epoch metrics not sent yet (see epoch_logger)
         self._epochs_sent = time.monotonic()
-        self._opening: threading.Thread | None = None  # see open_in_background
-        self._opening_error: BaseException | None = None
+        self._importing: threading.Thread | None = None  # see import_in_background
+        self._import_error: BaseException | None = None
 
     @property
     def remote(self) -> bool:
@@ -383,33 +394,30 @@ class Tracker:
             self.active = False  # the run stays as the store last saw it
 
     # --- the store -----------------------------------------------------------------------
-    def open_in_background(self, for_model: bool = False) -> None:
-        """Import MLflow and open the store on a thread (with ``for_model``, also prepare what
-        :meth:`log_model` needs), so that they overlap the stage's own start-up, reading its
-        data: about 3-5 s of a stage's tracking cost. The first call that needs the
-        store waits for the thread; a failure there is that call's failure (``on_error``)."""
-        if not self.active or self._client is not None or self._opening is not None:
+    def import_in_background(self, for_model: bool = False) -> None:
+        """Import MLflow's client and store (with ``for_model``, also what :meth:`log_model`
+        needs) on a thread, so that the imports overlap the stage's own start-up, reading
+        its data: about 3 s of a stage's tracking cost. Imports only: nothing is written or
+        contacted until the first call that needs the store, which waits for the thread (a
+        failure there is that call's failure, under ``on_error``); a stage that stops on bad
+        input meanwhile has created no store."""
+        if not self.active or self._client is not None or self._importing is not None:
             return
 
-        def open_store() -> None:
+        def import_all() -> None:
             try:
-                self._open()
-                if for_model:
-                    _import_model_logging()
+                _import_tracking(remote=self.remote, for_model=for_model)
             except BaseException as err:  # raised again by the call that waits (_open)
-                self._opening_error = err
+                self._import_error = err
 
-        # Not a daemon: a stage that fails meanwhile exits after the store is complete, never
-        # with MLflow's SQLite schema half-created.
-        self._opening = threading.Thread(target=open_store, name="mlflow-open")
-        self._opening.start()
+        # Not a daemon: the interpreter never stops it in the middle of an import.
+        self._importing = threading.Thread(target=import_all, name="mlflow-import")
+        self._importing.start()
 
-    def _wait_opened(self) -> None:
-        opening, self._opening = self._opening, None
-        if opening is None:
-            return
-        opening.join()
-        error, self._opening_error = self._opening_error, None
+    def _wait_imported(self) -> None:
+        importing, self._importing = self._importing, None
+        importing.join()
+        error, self._import_error = self._import_error, None
         if error is not None:
             raise error
 
@@ -421,8 +429,8 @@ class Tracker:
         (MLFLOW_TRACKING_USERNAME/PASSWORD, MLflow's credentials file, a request-header
         plugin) would set process-wide environment, write to the user's home, or need an
         installed entry point; every text MLflow or we print is masked instead."""
-        if self._opening is not None and self._opening is not threading.current_thread():
-            self._wait_opened()
+        if self._importing is not None:
+            self._wait_imported()
         if self._client is None:
             if self.remote:
                 self._probe_server()

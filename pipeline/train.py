@@ -68,7 +68,7 @@ def run(cfg: DictConfig) -> dict:
     model_file = Path(f"{paths.model}.npz")
     check_writable(model_file, model_file.with_suffix(".json"), paths.history, paths.run)
     tracker = tracker_from_config(cfg)
-    tracker.open_in_background(for_model=cfg.tracking.log_model)  # while the data loads
+    tracker.import_in_background(for_model=cfg.tracking.log_model)  # while the data loads
     train = load_split(Path(paths.augmented) / "train.npz")
     val = load_split(Path(paths.prepared) / "val.npz")
     meta = dataset_meta(cfg)

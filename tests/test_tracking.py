@@ -24,7 +24,7 @@ from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 from sklearn.datasets import load_digits
 
-from pipeline import nn
+from pipeline import nn, tracking
 from pipeline.estimators import MLPClassifier
 from pipeline.tracking import (
     CHAMPION_ALIAS,
@@ -483,12 +483,17 @@ def test_closed_port_with_on_error_fail_raises_at_once_with_a_masked_error():
 
 
 @pytest.mark.parametrize("on_error", ["fail", "warn"])
-def test_a_store_opened_in_the_background_fails_at_start_by_the_policy(capsys, on_error):
-    port = closed_port()
-    tracker = Tracker(f"http://:{SECRET}@127.0.0.1:{port}", "x", on_error=on_error)
-    tracker.open_in_background()
+def test_a_failed_background_import_fails_the_start_by_the_policy(
+    capsys, monkeypatch, tmp_path, on_error
+):
+    def broken(remote: bool, for_model: bool) -> None:
+        raise ImportError(f"cannot import mlflow_store_x (postgresql://u:{SECRET}@h/db)")
+
+    monkeypatch.setattr(tracking, "_import_tracking", broken)
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "x", on_error=on_error)
+    tracker.import_in_background()
     if on_error == "fail":
-        with pytest.raises(TrackingError, match="starting the run.*Connection refused") as raised:
+        with pytest.raises(TrackingError, match="starting the run.*mlflow_store_x") as raised:
             tracker.start("run")
         assert SECRET not in str(raised.value)
     else:
@@ -496,18 +501,21 @@ def test_a_store_opened_in_the_background_fails_at_start_by_the_policy(capsys, o
         tracker.end()
         err = capsys.readouterr().err
         assert not tracker.active and err.count("warning:") == 1 and SECRET not in err
-    assert tracker._opening is None  # waited for, once
+    assert tracker._importing is None  # waited for, once
+    assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_a_store_opened_in_the_background_logs_as_one_opened_at_start(store):
-    uri, _ = store
+def test_importing_in_the_background_touches_no_store_until_the_run_starts(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = Tracker(uri, "background")
-    tracker.open_in_background(for_model=True)
-    tracker.open_in_background()  # a second call starts no second thread
+    tracker.import_in_background(for_model=True)
+    tracker.import_in_background()  # a second call starts no second thread
+    tracker._importing.join()
+    assert "mlflow.sklearn" in sys.modules and "skops.io" in sys.modules
+    assert list(tmp_path.iterdir()) == []  # imports only: no database, no artifacts
     tracker.start("run")
     tracker.log_metrics({"a": 1.0})
     tracker.end()
-    assert "mlflow.sklearn" in sys.modules and "skops.io" in sys.modules
     run = MlflowClient(uri).get_run(tracker.run_id)
     assert run.info.status == "FINISHED" and run.data.metrics == {"a": 1.0}
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
@@ -16,6 +18,7 @@ from pipeline.config import compose_config
 from pipeline.errors import ConfigError
 from pipeline.estimators import DivergenceError
 from tests.conftest import stage_overrides
+from tests.environ import child_environment
 
 FAST_MLP = [
     "data=digits", "augment=none", "model=mlp", "train.epochs=4", "train.l2=0.1",
@@ -150,3 +153,22 @@ def test_unknown_model_parameter_is_named(trained, tmp_path):
     cfg, *_ = trained
     with pytest.raises(ConfigError, match="^model.hiden: unknown key"):
         compose_config(stage_overrides(tmp_path, *FAST_MLP, "+model.hiden=3", "tracking=off"))
+
+
+def test_missing_training_data_with_tracking_on_is_one_line_and_creates_no_store(tmp_path):
+    # train imports MLflow on a thread while it reads its data: a stage that stops there must
+    # neither create the store nor print anything after its error line.
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.train", *stage_overrides(tmp_path, *FAST_MLP)],
+        cwd=Path(__file__).resolve().parents[1],
+        env=child_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"error: {tmp_path / 'data' / 'augmented' / 'train.npz'}: file not found; run "
+        "`python -m pipeline.augment` first"
+    ]
+    assert not list(tmp_path.rglob("mlflow.db"))
