@@ -11,6 +11,7 @@ import numpy as np
 import optuna
 import yaml
 from omegaconf import DictConfig
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline import reports
@@ -42,6 +43,14 @@ def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
     return None
 
 
+def best_trial(study: optuna.Study, complete: list[FrozenTrial]) -> FrozenTrial:
+    """The best complete trial, a tie going to the lowest number (so the baseline, trial 0,
+    wins one). Optuna's ``study.best_trial`` leaves ties to the storage's row order, which
+    PostgreSQL does not fix: two reads of one study could name different trials."""
+    sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+    return max(complete, key=lambda trial: (sign * trial.value, -trial.number))
+
+
 def best_config(cfg: DictConfig, best: FrozenTrial) -> dict:
     """The best trial as a config fragment: its searched values only. Its epoch count is
     not among them unless ``epochs`` was searched: a trial trains on a subset for at most
@@ -59,7 +68,7 @@ def write_outputs(cfg: DictConfig, study: optuna.Study) -> dict:
         raise ArtifactError(
             f"study {study.study_name}: no trial completed (reasons: {sorted(map(str, reasons))})"
         )
-    best, baseline = study.best_trial, baseline_trial(study)
+    best, baseline = best_trial(study, complete), baseline_trial(study)
     out = Path(cfg.paths.search)
     fragment = best_config(cfg, best)
     document = {"study": study.study_name, "trial": best.number, "value": float(best.value),

@@ -279,7 +279,8 @@ def check_study(watcher: Watcher, n_trials: int, best_params: Path) -> dict:
     study = optuna.load_study(study_name=watcher.study, storage=watcher.storage)
     assert study.best_value == max(t.value for t in complete)
     best = yaml.safe_load(best_params.read_text())
-    assert best["value"] == study.best_value and best["trial"] == study.best_trial.number
+    first_best = min(t.number for t in complete if t.value == study.best_value)  # ties: lowest
+    assert best["value"] == study.best_value and best["trial"] == first_best
 
     return {"failed": len(failed), "complete": len(complete), "trials": len(trials)}
 

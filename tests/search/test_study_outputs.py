@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import augment, prepare, search
 from pipeline.config import compose_config
+from pipeline.search import outputs
 from pipeline.search.space import check_space, including_configured, suggest
 from tests.conftest import stage_overrides
 from tests.environ import child_environment
@@ -182,3 +183,13 @@ def test_a_trial_running_where_no_one_can_see_ends_the_search_with_its_name(digi
                        r"\(host another-host pid 4242.*rerun there"):  # fmt: skip
         search.run(cfg)
     assert [t.state.name for t in load(cfg).trials] == ["RUNNING", "COMPLETE"]
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_the_best_of_tied_trials_is_the_lowest_numbered(direction):
+    study = optuna.create_study(direction=direction)
+    for value in (0.5, 0.9, 0.9, 0.1, 0.1):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    complete = study.get_trials(deepcopy=False)
+    expected = 1 if direction == "maximize" else 3
+    assert outputs.best_trial(study, complete).number == expected
