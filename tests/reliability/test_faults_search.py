@@ -411,11 +411,19 @@ def start_search(*overrides: str, log: Path) -> subprocess.Popen:
 
 
 def kill_mid_trial(process: subprocess.Popen, watcher, log: Path) -> None:
-    """SIGKILL the search's whole group once a trial has run for a moment."""
-    started = wait_until(lambda: bool(watcher.running()) or process.poll() is not None, 120)
-    assert started and process.poll() is None, log.read_text()[-3000:]
-    time.sleep(0.5)
-    assert kill_group(process)
+    """SIGKILL the search's whole group while a trial is RUNNING. A short trial can end
+    between a check and the kill, so the group is frozen (SIGSTOP) and the storage read
+    again before the kill; when no trial is running then, it goes on and we try again."""
+    for _ in range(20):
+        started = wait_until(lambda: bool(watcher.running()) or process.poll() is not None, 120)
+        assert started and process.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGSTOP)
+        if watcher.running():
+            assert kill_group(process)
+            return
+        os.killpg(process.pid, signal.SIGCONT)
+    raise AssertionError(f"no trial was running at any of 20 tries\n{log.read_text()[-3000:]}")
 
 
 def finished_states(trials: list[FrozenTrial]) -> dict[str, int]:
