@@ -521,9 +521,13 @@ def fuse(layers: list[Layer]) -> list[Layer]:
 class Dropout(Layer):
     """Inverted dropout (chapter 3): in training, keep each input with probability 1 - rate
     and scale the survivors by 1 / (1 - rate), so that nothing changes at prediction time.
+
+    A network that splits a mini-batch across two threads draws the whole batch's mask
+    first (:meth:`draw_mask`) and hands each half its rows (:meth:`use_mask`): the same
+    draws, in the same order, as one thread makes.
     """
 
-    _transient = ("_mask",)
+    _transient = ("_mask", "_given_mask")
 
     def __init__(self, rate: float, rng: np.random.Generator) -> None:
         super().__init__()
@@ -532,16 +536,29 @@ class Dropout(Layer):
         self.rate = rate
         self.rng = rng
 
+    def draw_mask(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """The scaled keep-mask for a training batch of inputs of ``shape``: 1 / (1 - rate)
+        where kept, 0 where dropped (a work buffer, redrawn at the next call)."""
+        keep = 1.0 - self.rate
+        # Uniform draws in float64 whatever the dtype, so float32 and float64 networks with
+        # the same seed drop the same neurons.
+        draws = self.rng.random(dtype=np.float64, out=self._buffer("draws", shape, np.float64))
+        mask = np.less(draws, keep, out=self._buffer("mask", shape, dtype))
+        mask /= mask.dtype.type(keep)
+        return mask
+
+    def use_mask(self, mask: np.ndarray) -> None:
+        """Apply ``mask`` (rows of a :meth:`draw_mask`) at the next training forward pass."""
+        self._given_mask = mask
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         if not training or self.rate == 0.0:
             self._mask = None
             return x
-        keep = 1.0 - self.rate
-        # Uniform draws in float64 whatever x's dtype, so float32 and float64 networks with
-        # the same seed drop the same neurons.
-        draws = self.rng.random(dtype=np.float64, out=self._buffer("draws", x.shape, np.float64))
-        self._mask = np.less(draws, keep, out=self._buffer("mask", x.shape, x.dtype))
-        self._mask /= x.dtype.type(keep)
+        given, self._given_mask = getattr(self, "_given_mask", None), None
+        if given is not None and given.shape != x.shape:
+            raise ValueError(f"dropout mask of shape {given.shape} for inputs {x.shape}")
+        self._mask = given if given is not None else self.draw_mask(x.shape, x.dtype)
         return np.multiply(x, self._mask, out=self._buffer("out", x.shape, x.dtype))
 
     def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray:

@@ -55,7 +55,8 @@ class Network:
     each thread with one BLAS thread; then each thread adds the halves' gradients, the
     penalty and the update for half of the parameters). None: as many as the
     BLAS thread limit in force when training starts (threadpoolctl), at most 2, for networks
-    with a convolution and no dropout (dense-only networks are too small per sample to gain).
+    with a convolution (dense-only networks are too small per sample to gain). Dropout
+    masks are drawn for the whole batch before it is split, so both ways train alike.
     """
 
     def __init__(
@@ -87,9 +88,7 @@ class Network:
         self._weight_grads = [layer.grads["W"] for layer in self.layers if "W" in layer.params]
         if not all(p.flags.c_contiguous for p in self._params + self._grads):
             raise ValueError("parameters and gradients must be C-contiguous arrays")
-        splittable = any(isinstance(layer, Conv2D) for layer in self._stack) and not any(
-            isinstance(layer, Dropout) for layer in self._stack
-        )
+        splittable = any(isinstance(layer, Conv2D) for layer in self._stack)
         self._max_workers = 2 if splittable else 1
         self._clear_workers()
 
@@ -225,6 +224,7 @@ class Network:
         fixed order, so runs repeat exactly)."""
         m = len(x)
         h = (m + 1) // 2
+        self._share_dropout_masks(x.shape, x.dtype, h)
         with threads.blas_limited_to(1):
             second = self._executor.submit(self._backprop, self._twin, x[h:], y[h:], m)
             try:
@@ -236,6 +236,17 @@ class Network:
             self._output = np.empty(shape, a_first.dtype)
         self._output[:h], self._output[h:] = a_first, a_second
         return self._output
+
+    def _share_dropout_masks(self, x_shape: tuple[int, ...], dtype: np.dtype, h: int) -> None:
+        """Each dropout layer's mask for the whole batch, drawn here in one thread (the
+        draws of an unsplit batch): the first h rows to the layer, the rest to its twin."""
+        shape = x_shape[1:]
+        for layer, twin in zip(self._stack, self._twin, strict=True):
+            if isinstance(layer, Dropout) and layer.rate > 0.0:
+                mask = layer.draw_mask((x_shape[0], *shape), dtype)
+                layer.use_mask(mask[:h])
+                twin.use_mask(mask[h:])
+            shape = layer.output_shape(shape)
 
     def _workers_for(self, m: int) -> int:
         if self._batch_workers is None:  # the first batch of a training run

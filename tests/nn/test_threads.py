@@ -54,7 +54,7 @@ def step(net, m=16, optimizer=None):
     [
         (cnn, 2, True),
         (cnn, 1, False),
-        (lambda: cnn(dropout=True), 2, False),  # dropout draws in one order: never split
+        (lambda: cnn(dropout=True), 2, True),
         (mlp, 2, False),  # dense-only networks are too small per sample to gain
         (lambda: cnn(workers=1), 2, False),
         (lambda: cnn(workers=2), 1, True),
@@ -81,12 +81,13 @@ def test_small_batches_are_not_split():
     assert all(layer._buffers == {} for layer in net._twin)  # the second thread never ran
 
 
-@pytest.mark.parametrize("momentum", [0.0, 0.8])
-def test_split_steps_equal_one_thread_steps(momentum, monkeypatch):
+@pytest.mark.parametrize(("momentum", "dropout"), [(0.0, False), (0.8, False), (0.8, True)])
+def test_split_steps_equal_one_thread_steps(momentum, dropout, monkeypatch):
     """Also with every parameter cut in two parts for the end of the step, and a small
-    batch (not split) in between: the momentum stays with its parameters."""
+    batch (not split) in between: the momentum stays with its parameters; with dropout,
+    the halves drop the neurons one thread drops."""
     monkeypatch.setattr(network, "SPLIT_PARAMETER", 1)
-    one, two = cnn(workers=1), cnn(workers=2)
+    one, two = cnn(dropout, workers=1), cnn(dropout, workers=2)
     opt_one, opt_two = SGD(0.1, momentum), SGD(0.1, momentum)
     for m in (16, 16, 5, 16):
         np.testing.assert_allclose(step(two, m, opt_two), step(one, m, opt_one), rtol=1e-12)
