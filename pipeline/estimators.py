@@ -950,6 +950,12 @@ class CNNClassifier(_NetworkClassifier):
     cost : default="log_likelihood" (softmax output)
     learning_rate : default=0.1
 
+    predict_flips : bool, default=False
+        Average the outputs a^L for each image and its left-right mirror at prediction
+        (test-time augmentation): in ``predict``, ``predict_proba``, ``score`` and the
+        per-epoch validation scores. For classes that look the same mirrored, as clothes;
+        not for digits.
+
     The remaining parameters are those of :class:`MLPClassifier`; ``dropout`` applies to the
     fully connected hidden layers, as in the book's network3.py.
     """
@@ -959,6 +965,7 @@ class CNNClassifier(_NetworkClassifier):
         **_NetworkClassifier._parameter_constraints,
         "conv_layers": ["array-like"],
         "image_shape": ["array-like", None],
+        "predict_flips": ["boolean"],
     }
 
     def __init__(
@@ -987,9 +994,11 @@ class CNNClassifier(_NetworkClassifier):
         track_gradient_norms: bool = False,
         random_state=None,
         dtype: str = "float32",
+        predict_flips: bool = False,
     ) -> None:
         self.conv_layers = conv_layers
         self.image_shape = image_shape
+        self.predict_flips = predict_flips
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.output_activation = output_activation
@@ -1074,6 +1083,13 @@ class CNNClassifier(_NetworkClassifier):
 
     def _network_input(self, X: np.ndarray) -> np.ndarray:
         return X.reshape((len(X), *self._input_shape))
+
+    def _forward_chunked(self, X_net: np.ndarray) -> np.ndarray:
+        a = super()._forward_chunked(X_net)
+        if self.predict_flips:  # the mean over each image and its mirror (axis 2: width)
+            a += super()._forward_chunked(X_net[:, :, ::-1])
+            a *= a.dtype.type(0.5)
+        return a
 
 
 class MLPRegressor(RegressorMixin, _NetworkEstimator):

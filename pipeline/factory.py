@@ -47,12 +47,12 @@ def dataset_meta(cfg: DictConfig) -> dict:
 def estimator_params(cfg: DictConfig, overrides: dict | None = None) -> dict:
     """Estimator keyword arguments from ``model`` + ``train`` (+ e.g. searched values)."""
     model = to_container(cfg.model)
-    params = {k: v for k, v in model.items() if k not in MODEL_DESCRIPTION_KEYS}
-    if params.get("conv_layers") is None:
-        params.pop("conv_layers", None)  # the schema's "none" for an MLP
+    # The model keys of another estimator (conv_layers, predict_flips for an MLP) hold the
+    # schema's defaults here: the config's checks refuse any other value.
+    accepted = ESTIMATOR_CLASSES[cfg.model.estimator]().get_params()
+    params = {k: v for k, v in model.items() if k not in MODEL_DESCRIPTION_KEYS and k in accepted}
     # The train keys the estimator takes as parameters; the others (threads, use_search)
     # steer the stage.
-    accepted = ESTIMATOR_CLASSES[cfg.model.estimator]().get_params()
     params.update({k: v for k, v in to_container(cfg.train).items() if k in accepted})
     params.update(overrides or {})
     params["random_state"] = cfg.seed

@@ -38,6 +38,7 @@ def data():
     [
         MLPClassifier(hidden_layer_sizes=(20, 10), epochs=2, early_stopping=True, random_state=0),
         CNNClassifier(conv_layers=((3, 3, 2),), epochs=1, random_state=0),
+        CNNClassifier(conv_layers=((3, 3, 2),), epochs=1, random_state=0, predict_flips=True),
         MLPClassifier(epochs=1, dtype="float64", random_state=0),
     ],
 )

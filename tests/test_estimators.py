@@ -128,6 +128,20 @@ def test_cnn_image_shape_with_channels():
         CNNClassifier(image_shape=(7, 5)).fit(X, y)
 
 
+def test_predict_flips_averages_each_image_and_its_mirror(digits):
+    X_tr, X_te, y_tr, y_te = digits
+    mirrored = X_te.reshape(-1, 8, 8)[:, :, ::-1].reshape(len(X_te), -1)
+    clf = CNNClassifier(conv_layers=((6, 3, 2),), epochs=3, random_state=0).fit(X_tr, y_tr)
+    expected = (clf.predict_proba(X_te) + clf.predict_proba(mirrored)) / 2
+    clf.set_params(predict_flips=True)
+    np.testing.assert_allclose(clf.predict_proba(X_te), expected, rtol=1e-6)
+    np.testing.assert_array_equal(clf.predict(X_te), clf.classes_[expected.argmax(axis=1)])
+    # ... and the per-epoch validation scores (early stopping, the schedule, the search) too.
+    flips = CNNClassifier(conv_layers=((6, 3, 2),), epochs=3, random_state=0, predict_flips=True)
+    flips.fit(X_tr, y_tr, validation_data=(X_te, y_te))
+    assert flips.validation_scores_[-1] == flips.score(X_te, y_te)
+
+
 # --- training control --------------------------------------------------------------------------
 def test_epoch_callback_sees_every_epoch_and_can_stop(digits):
     X_tr, X_te, y_tr, y_te = digits

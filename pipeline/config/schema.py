@@ -222,6 +222,9 @@ class ModelConfig:
     init: InitName = InitName.scaled
     # (filters, kernel size, pool size) per convolutional layer; CNNClassifier only.
     conv_layers: list[list[int]] | None = bounded(None, ge=1)
+    # Predictions averaged over each image and its mirror; CNNClassifier only, and only for
+    # classes that look the same mirrored (clothes, not digits).
+    predict_flips: bool = False
 
 
 @dataclass

@@ -219,8 +219,13 @@ def _model(model: dict) -> None:
                 raise config_error(
                     f"model.conv_layers[{i}]", "expected [filters, kernel size, pool size]", layer
                 )
-    elif conv is not None:
-        raise config_error("model.conv_layers", "only CNNClassifier has conv layers", conv)
+    else:
+        if conv is not None:
+            raise config_error("model.conv_layers", "only CNNClassifier has conv layers", conv)
+        if model["predict_flips"]:
+            raise config_error(
+                "model.predict_flips", "only CNNClassifier predicts on mirrored images", True
+            )
 
 
 def _search(search: dict) -> None:

@@ -196,6 +196,7 @@ def test_each_model_brings_its_own_training_values():
         (["model=cnn", "model.conv_layers=null"], "model.conv_layers: CNNClassifier needs"),
         (["model=mlp", "+model.conv_layers=[[2,3,2]]"], "model.conv_layers: only CNNClassifier"),
         (["model=cnn", "model.conv_layers=[[20,5]]"], r"model.conv_layers\[0\]: expected"),
+        (["model=mlp", "+model.predict_flips=true"], "model.predict_flips: only CNNClassifier"),
         (["data=digits", "data.split.val=0.5"], "data.split: fractions must add up to 1"),
         (["data=mnist", "data.split.val=2.5"], "data.split.val: a count must be a whole"),
         (
