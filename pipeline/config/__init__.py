@@ -26,6 +26,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from pipeline.config import quick_exit
 from pipeline.config.help import HELP_FLAGS, stage_help
 from pipeline.config.validation import validate
 from pipeline.errors import ConfigError
@@ -124,9 +125,12 @@ def stage_main(run: Callable[[DictConfig], Any], errors: tuple[type[Exception], 
     ``config error: <key>: <problem> (got <value>)``, and exit status 2; other errors of the
     types in ``errors`` (bad input the user can fix) as ``error: ...`` and exit status 1.
     ``--help`` is answered from the files (:mod:`pipeline.config.help`); Hydra's own flags
-    (``--cfg job``, ``--hydra-help``, ``-m``) go to Hydra's command line.
+    (``--cfg job``, ``--hydra-help``, ``-m``) go to Hydra's command line. A stage run as
+    ``python -m`` that succeeds skips the interpreter's teardown (:mod:`.quick_exit`).
     """
     argv = sys.argv[1:]
+    if getattr(run, "__module__", None) == "__main__":  # the stage's own process
+        quick_exit.register()
     if any(arg in HELP_FLAGS for arg in argv):
         print(stage_help(sys.modules[run.__module__], conf_dir()))
         sys.exit(0)
@@ -134,6 +138,7 @@ def stage_main(run: Callable[[DictConfig], Any], errors: tuple[type[Exception], 
         hydra.main(config_path=str(conf_dir()), config_name="config", version_base=None)(
             lambda cfg: _run_checked(run, cfg, errors)
         )()
+        quick_exit.succeeded()
         return
     if argv[:1] == [PARAMS_FLAG] and len(argv) != 2:
         print(f"usage: python -m <stage> {PARAMS_FLAG} params.yaml", file=sys.stderr)
@@ -143,6 +148,7 @@ def stage_main(run: Callable[[DictConfig], Any], errors: tuple[type[Exception], 
     except ConfigError as err:
         _exit_config_error(err)
     _run_checked(run, cfg, errors)
+    quick_exit.succeeded()
 
 
 def _run_checked(
