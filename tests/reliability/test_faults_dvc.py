@@ -114,6 +114,18 @@ def epochs_done(log: Path) -> int:
     return max(map(int, found), default=0)
 
 
+def signal_in_fit(process: subprocess.Popen, repo: Path, log: Path, sig: int) -> None:
+    """Send ``sig`` to the process group while train is still fitting. The group is frozen
+    (SIGSTOP) while the model file is checked absent, so a fast training cannot end between
+    the check and the signal; the signal is delivered when the group continues."""
+    os.killpg(process.pid, signal.SIGSTOP)
+    fitting = not (repo / "models" / "model.npz").exists()
+    os.killpg(process.pid, sig)
+    with contextlib.suppress(ProcessLookupError):  # SIGKILL: nothing left to continue
+        os.killpg(process.pid, signal.SIGCONT)
+    assert fitting, f"the training had ended before the signal\n{log.read_text()[-3000:]}"
+
+
 def interrupt_train(repo: Path, sig: int, moment: str, seed: int) -> tuple[subprocess.Popen, str]:
     """Start `dvc repro`; interrupt the train stage with ``sig``, sent to the whole process
     group as Ctrl-C sends SIGINT: ``fit`` at a random epoch, ``save`` a random time after
@@ -125,20 +137,23 @@ def interrupt_train(repo: Path, sig: int, moment: str, seed: int) -> tuple[subpr
             [str(BIN / "dvc"), "repro"], cwd=repo, env=ENV, stdout=out,
             stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-    target = rng.randint(5, EPOCHS - 20) if moment == "fit" else EPOCHS
+    # The bar reaches a log file in a few updates (tqdm thins them out), so "fit" waits for
+    # the first epoch and then a random part of the training's first second.
+    target = 1 if moment == "fit" else EPOCHS
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
         if epochs_done(log) >= target:
             break
         time.sleep(0.01)
     assert process.poll() is None, f"dvc repro ended first\n{log.read_text()[-3000:]}"
-    where = f"at epoch {epochs_done(log)}"
-    if moment == "save":
-        pause = rng.uniform(0.0, 1.0)
-        time.sleep(pause)
-        where = f"{pause:.2f} s after the last epoch"
+    pause = rng.uniform(0.0, 0.5 if moment == "fit" else 1.0)
+    time.sleep(pause)
+    where = f"{pause:.2f} s after epoch {target}"
     assert process.poll() is None, "dvc repro ended before the interruption"
-    os.killpg(process.pid, sig)
+    if moment == "fit":
+        signal_in_fit(process, repo, log, sig)
+    else:
+        os.killpg(process.pid, sig)
     process.wait(timeout=120)
     deadline = time.monotonic() + 30
     while session_processes(process.pid) and time.monotonic() < deadline:
@@ -198,9 +213,9 @@ def test_train_interrupted_by_ctrl_c_is_not_recorded_as_finished(template):
             env=ENV, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     deadline = time.monotonic() + 120
-    while epochs_done(log) < 10 and process.poll() is None and time.monotonic() < deadline:
+    while epochs_done(log) < 1 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    os.killpg(process.pid, signal.SIGINT)
+    signal_in_fit(process, repo, log, signal.SIGINT)
     assert process.wait(timeout=60) != 0, log.read_text()
     assert not (repo / "models" / "model.npz").exists()
 

@@ -478,13 +478,15 @@ def test_run_of_a_killed_train_is_closed_by_the_next_stage(data_root, tmp_path):
         with contextlib.suppress(Exception):
             experiment = client.get_experiment_by_name("killed")
             for found in client.search_runs([experiment.experiment_id]):
-                if len(client.get_metric_history(found.info.run_id, "train_loss")) >= 3:
+                if found.info.status == "RUNNING" and found.data.params:  # training began
                     run_id = found.info.run_id
-        time.sleep(0.2)
+        time.sleep(0.05)
+    # Frozen, the training cannot end its run between this check and the kill.
+    run.process.send_signal(signal.SIGSTOP)
+    running = run_id is not None and client.get_run(run_id).info.status == "RUNNING"
     run.process.kill()
     run.wait()
-    assert run_id is not None, run.describe()
-    assert client.get_run(run_id).info.status == "RUNNING"
+    assert running, run.describe()
     assert Tracker(uri, "killed").close_stale_runs() == [run_id]
     killed = client.get_run(run_id)
     assert killed.info.status == "KILLED" and "is gone" in killed.data.tags["nndl.closed_because"]
