@@ -114,6 +114,13 @@ def epochs_done(log: Path) -> int:
     return max(map(int, found), default=0)
 
 
+def default_sigint() -> None:
+    """In the child before exec: SIGINT as a terminal sends it. A shell that starts a job in
+    the background (``cmd &``) sets SIGINT to ignored, which children inherit, and Python
+    then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def signal_in_fit(process: subprocess.Popen, repo: Path, log: Path, sig: int) -> None:
     """Send ``sig`` to the process group while train is still fitting. The group is frozen
     (SIGSTOP) while the model file is checked absent, so a fast training cannot end between
@@ -135,7 +142,7 @@ def interrupt_train(repo: Path, sig: int, moment: str, seed: int) -> tuple[subpr
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [str(BIN / "dvc"), "repro"], cwd=repo, env=ENV, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=default_sigint,
         )  # fmt: skip
     # The bar reaches a log file in a few updates (tqdm thins them out), so "fit" waits for
     # the first epoch and then a random part of the training's first second.
@@ -211,6 +218,7 @@ def test_train_interrupted_by_ctrl_c_is_not_recorded_as_finished(template):
         process = subprocess.Popen(
             [sys.executable, "-m", "pipeline.train", "--params", "params.yaml"], cwd=repo,
             env=ENV, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=default_sigint,
         )  # fmt: skip
     deadline = time.monotonic() + 120
     while epochs_done(log) < 1 and process.poll() is None and time.monotonic() < deadline:

@@ -410,16 +410,17 @@ def start_search(*overrides: str, log: Path) -> subprocess.Popen:
         )  # fmt: skip
 
 
-def kill_mid_trial(process: subprocess.Popen, watcher, log: Path) -> None:
-    """SIGKILL the search's whole group while a trial is RUNNING. A short trial can end
-    between a check and the kill, so the group is frozen (SIGSTOP) and the storage read
-    again before the kill; when no trial is running then, it goes on and we try again."""
+def kill_mid_trial(process: subprocess.Popen, running: Callable[[], bool], log: Path) -> None:
+    """SIGKILL the search's whole group while a trial is RUNNING (``running()`` reads the
+    storage). A short trial can end between a check and the kill, so the group is frozen
+    (SIGSTOP) and the storage read again before the kill; when no trial is running then,
+    it goes on and we try again."""
     for _ in range(20):
-        started = wait_until(lambda: bool(watcher.running()) or process.poll() is not None, 120)
+        started = wait_until(lambda: running() or process.poll() is not None, 120)
         assert started and process.poll() is None, log.read_text()[-3000:]
         time.sleep(0.5)
         os.killpg(process.pid, signal.SIGSTOP)
-        if watcher.running():
+        if running():
             assert kill_group(process)
             return
         os.killpg(process.pid, signal.SIGCONT)
@@ -448,7 +449,7 @@ def test_rerun_inside_the_grace_period_finishes_exactly_n_trials(digits_root):
     ]
     log = digits_root / f"{study}.log"
     watcher = Watcher(storage, study)
-    kill_mid_trial(start_search(*overrides, log=log), watcher, log)
+    kill_mid_trial(start_search(*overrides, log=log), lambda: bool(watcher.running()), log)
     started = time.monotonic()
     rerun = subprocess.run(search_command(*overrides), cwd=ROOT, env=ENV, capture_output=True,
                            text=True, timeout=240)  # fmt: skip
@@ -477,9 +478,7 @@ def test_journal_storage_recovers_a_crashed_trial(digits_root):
             return any(t.state == TrialState.RUNNING for t in journal.trials)
         return False
 
-    assert wait_until(running, 120, 0.1), log.read_text()[-3000:]
-    time.sleep(0.5)
-    assert kill_group(process)
+    kill_mid_trial(process, running, log)
     rerun = subprocess.run(search_command(*overrides), cwd=ROOT, env=ENV, capture_output=True,
                            text=True, timeout=240)  # fmt: skip
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
