@@ -691,13 +691,13 @@ class Tracker:
                 return
             self._epochs.extend(_metrics(info.metrics(), info.epoch))
             if time.monotonic() - self._epochs_sent >= EPOCH_BATCH_SECONDS:
-                self._send_epochs()
+                self.flush()
 
         return log_epoch
 
-    def _send_epochs(self) -> None:
-        """One request with the epoch metrics gathered since the last (MLflow takes up to
-        1,000 metrics per batch)."""
+    def flush(self) -> None:
+        """Send the epoch metrics gathered since the last request, in one request (MLflow
+        takes up to 1,000 metrics per batch)."""
         metrics, self._epochs = self._epochs, []
         self._epochs_sent = time.monotonic()
         if not metrics or not self.active or self.run_id is None:
@@ -708,10 +708,6 @@ class Tracker:
                 client.log_batch(
                     self.run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH]
                 )
-
-    def flush(self) -> None:
-        """Send the gathered epoch metrics."""
-        self._send_epochs()
 
     # --- model registry --------------------------------------------------------------------
     def register_champion(
