@@ -5,16 +5,20 @@
 * mini-batch SGD steps of :class:`pipeline.nn.Network` (reused work buffers, fused output
   delta, the fused convolution + max-pool with the activation after the max, the bias as a
   column of the convolution's matrix, one strided view and one product per convolution,
-  the halves of a batch in two threads) equal, in float64, the same steps written out
-  plainly as in the book (:mod:`pipeline.nn.reference`), batch after batch.
+  the halves of a batch in two threads, a dense layer's BP4 and plain SGD step in one
+  product) equal, in float64, the same steps written out plainly as in the book
+  (:mod:`pipeline.nn.reference`), batch after batch.
 """
 
 from __future__ import annotations
+
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
+from threadpoolctl import threadpool_limits
 
 from pipeline import CNNClassifier, MLPClassifier
 from pipeline.nn import (
@@ -27,6 +31,7 @@ from pipeline.nn import (
     Regularizer,
     get_activation,
     get_cost,
+    network,
 )
 from pipeline.nn.reference import reference_of
 
@@ -126,8 +131,27 @@ def two_conv_network(rng):
 @pytest.mark.parametrize(
     "build", [mlp_network, cnn_network, two_conv_network], ids=["mlp", "cnn", "cnn2"]
 )
-@pytest.mark.parametrize(("momentum", "l2"), [(0.0, 0.0), (0.6, 2.0)])
-def test_sgd_steps_match_the_plain_mathematics(build, momentum, l2, workers, digits):
+@pytest.mark.parametrize(
+    ("momentum", "l2", "fused"),
+    [(0.0, 0.0, False), (0.6, 2.0, False), (0.0, 0.0, True), (0.0, 2.0, True), (0.6, 2.0, True)],
+    ids=["sgd", "momentum-l2", "sgd-fused", "sgd-l2-fused", "momentum-l2-fused"],
+)
+def test_sgd_steps_match_the_plain_mathematics(
+    build, momentum, l2, fused, workers, digits, monkeypatch
+):
+    """``fused``: every dense layer counts as large and steps run one BLAS thread, so plain
+    SGD steps dense weights with Dense.descend (momentum never does)."""
+    descended = []
+    descend = Dense.descend
+    monkeypatch.setattr(Dense, "descend", lambda self, *a: descended.append(a) or descend(self, *a))
+    if fused:
+        monkeypatch.setattr(network, "FUSED_STEP_PARAMETER", 1)
+    with threadpool_limits(limits=1) if fused else nullcontext():
+        check_sgd_steps(build, momentum, l2, workers, digits)
+    assert bool(descended) == (fused and momentum == 0.0)
+
+
+def check_sgd_steps(build, momentum, l2, workers, digits):
     X_train, _, y_train, _ = digits
     rng = np.random.default_rng(0)
     layers, shape = build(rng)

@@ -19,6 +19,7 @@ loop allocates no large array. So an array returned by ``forward(x, training=Tru
 from __future__ import annotations
 
 import copy
+import functools
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -112,7 +113,7 @@ class Dense(Layer):
     matrix product (the book's w is our W transposed).
     """
 
-    _transient = ("_x", "_z", "_a")
+    _transient = ("_x", "_z", "_a", "_delta")
 
     def __init__(
         self,
@@ -143,21 +144,30 @@ class Dense(Layer):
         self._x, self._z, self._a = x, z, a
         return a
 
-    def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray:
+    def backward(
+        self, grad: np.ndarray, input_grad: bool = True, weight_grad: bool = True
+    ) -> np.ndarray:
         """BP2: delta = dC/da (.) sigma'(z), then :meth:`backward_delta`."""
         delta = self.activation.backward(
             self._z, self._a, grad, out=_activation_out(self, "delta", grad)
         )
-        return self.backward_delta(delta, input_grad)
+        return self.backward_delta(delta, input_grad, weight_grad)
 
-    def backward_delta(self, delta: np.ndarray, input_grad: bool = True) -> np.ndarray:
+    def backward_delta(
+        self, delta: np.ndarray, input_grad: bool = True, weight_grad: bool = True
+    ) -> np.ndarray:
         """Gradients from this layer's error delta = dC/dz, shape (m, n_out).
 
-        BP3: dC/db = sum over the batch of delta.  BP4: dC/dW = x^T delta.
+        BP3: dC/db = sum over the batch of delta.  BP4: dC/dW = x^T delta; with
+        ``weight_grad=False`` BP4 is left to :meth:`descend` (``grads["W"]`` is not
+        written), which computes it inside the SGD step.
         Returns dC/dx = delta W^T, the first factor of BP2 for the layer below (an empty
         array without ``input_grad``: the network's first layer skips that product).
         """
-        np.matmul(self._x.T, delta, out=self.grads["W"])
+        if weight_grad:
+            np.matmul(self._x.T, delta, out=self.grads["W"])
+        else:
+            self._delta = delta
         np.add.reduce(delta, axis=0, out=self.grads["b"])
         if not input_grad:
             return delta[:, :0]
@@ -171,11 +181,42 @@ class Dense(Layer):
         np.copyto(dx, dx_t.T)
         return dx
 
+    def descend(self, eta: float, decay: float = 1.0, rows: slice = slice(None)) -> None:
+        """The SGD step for W after a backward pass with ``weight_grad=False``: BP4 and the
+        update in one matrix product,
+
+            W[rows] -> decay * W[rows] - eta * (x^T delta)[rows]
+
+        (decay = 1 - eta lambda / n with an L2 penalty, else 1). One BLAS gemm does it in
+        place: W is read and written once and dC/dW is never stored (computing dC/dW, adding
+        the penalty's gradient and updating, in turn, pass over W-sized arrays 7 times). ``rows``
+        steps a block of W's rows (one thread's share). A second call with decay 1 adds
+        the gradient of another part of the batch, e.g. the other half's.
+        """
+        W = self.params["W"][rows]  # C-contiguous rows: W^T is a Fortran-order matrix
+        x = self._x[:, rows]
+        # W^T -> decay W^T - eta delta^T x, written into W's own memory (overwrite_c).
+        updated = _gemm(W.dtype)(
+            -eta, self._delta.T, x.T, beta=decay, c=W.T, trans_b=1, overwrite_c=1
+        )
+        if not np.shares_memory(updated, W):  # scipy copied W: the step would be lost
+            raise RuntimeError("the fused SGD step did not update W in place")
+
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.params["W"].shape[1],)
 
 
 SMALL_BATCH = 16  # Dense.backward_delta: up to this many rows, dC/dx as (W delta^T)^T
+
+
+@functools.cache
+def _gemm(dtype: np.dtype):
+    """BLAS gemm (C -> alpha op(A) op(B) + beta C) for ``dtype``, from scipy: NumPy's own
+    products cannot add into an existing array. (scipy ships its own OpenBLAS:
+    :mod:`pipeline.nn.threads` limits it with NumPy's.)"""
+    from scipy.linalg.blas import get_blas_funcs
+
+    return get_blas_funcs("gemm", dtype=dtype)
 
 
 def _window_view(x: np.ndarray, k: int) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 
@@ -17,20 +18,26 @@ from pipeline.nn.regularizers import Regularizer
 MIN_SPLIT_BATCH = 16
 # Parameters of at least this many numbers are summed and updated half in each thread.
 SPLIT_PARAMETER = 65536
+# A dense layer's W of at least this many numbers takes a plain SGD step fused with BP4
+# (Dense.descend): one pass over W instead of seven. Smaller ones gain too little.
+FUSED_STEP_PARAMETER = 65536
+
+# (value, gradient, the twin's gradient or None, is a weight, steps fused): a parameter as
+# the end of a training step sees it (a whole array, or a row half of a large one).
+_Entry = tuple[np.ndarray, np.ndarray, np.ndarray | None, bool, bool]
 
 
-class _Part:
-    """Some parameters (whole arrays, or row halves of large ones) and their gradient and
-    twin-gradient arrays: one thread's share of the end of a training step."""
+class _Arrays:
+    """Parameters with their gradients, stepped the plain way: the second half's gradient
+    added (for a split batch), the penalty's, the optimizer's update."""
 
-    def __init__(self, entries: list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]]) -> None:
-        self.params = [value for value, _, _, _ in entries]
-        self.grads = [grad for _, grad, _, _ in entries]
-        self.sums = [(grad, twin) for _, grad, twin, _ in entries]
-        self.weights = [(value, grad) for value, grad, _, is_weight in entries if is_weight]
+    def __init__(self, entries: list[_Entry]) -> None:
+        self.params = [value for value, _, _, _, _ in entries]
+        self.grads = [grad for _, grad, _, _, _ in entries]
+        self.sums = [(grad, twin) for _, grad, twin, _, _ in entries if twin is not None]
+        self.weights = [(value, grad) for value, grad, _, is_weight, _ in entries if is_weight]
 
-    def end_step(self, regularizer: Regularizer, n: int, optimizer: SGD, split: bool) -> None:
-        """Second half's gradient added (if the batch was split), penalty, update."""
+    def step(self, regularizer: Regularizer, n: int, optimizer: SGD, split: bool) -> None:
         if split:
             for grad, twin in self.sums:
                 grad += twin
@@ -38,6 +45,31 @@ class _Part:
             for w, g in self.weights:
                 regularizer.add_gradient(w, g, n)
         optimizer.step(self.params, self.grads)
+
+
+class _Part:
+    """One thread's share of the end of a training step: some parameters, and the large
+    dense weights among them that can take the fused step (:meth:`Dense.descend`), each as
+    (layer, its twin or None, rows)."""
+
+    def __init__(self, entries: list[_Entry], fused: list[tuple[Dense, Dense | None, slice]]):
+        self.every = _Arrays(entries)
+        self.unfused = _Arrays([entry for entry in entries if not entry[4]])
+        self.fused = fused
+
+    def end_step(
+        self, regularizer: Regularizer, n: int, optimizer: SGD, split: bool, fuse: bool
+    ) -> None:
+        if not fuse:
+            self.every.step(regularizer, n, optimizer, split)
+            return
+        self.unfused.step(regularizer, n, optimizer, split)
+        eta = optimizer.learning_rate
+        decay = regularizer.decay(eta, n)
+        for layer, twin, rows in self.fused:
+            layer.descend(eta, decay, rows)
+            if split:  # the second half's gradient, added after the first's as unfused
+                twin.descend(eta, 1.0, rows)
 
 
 class Network:
@@ -57,6 +89,11 @@ class Network:
     BLAS thread limit in force when training starts (threadpoolctl), at most 2, for networks
     with a convolution (dense-only networks are too small per sample to gain). Dropout
     masks are drawn for the whole batch before it is split, so both ways train alike.
+
+    With plain SGD (no momentum) and no L1 penalty, the large dense layers' weights take
+    their step fused with BP4 (:meth:`~pipeline.nn.layers.Dense.descend`, one BLAS product)
+    when the step runs one BLAS thread (always with two workers); their ``grads["W"]`` is
+    then not written by :meth:`train_batch` (:meth:`backprop` always writes it).
     """
 
     def __init__(
@@ -82,21 +119,25 @@ class Network:
         self._stack = fuse(self.layers)
         # The input needs no gradient: backward stops at the first parameterised layer.
         self._first = next(i for i, layer in enumerate(self._stack) if layer.params)
-        self._params = [value for _, value, _ in self.parameters()]
-        self._grads = [grad for _, _, grad in self.parameters()]
         self._weights = [layer.params["W"] for layer in self.layers if "W" in layer.params]
         self._weight_grads = [layer.grads["W"] for layer in self.layers if "W" in layer.params]
-        if not all(p.flags.c_contiguous for p in self._params + self._grads):
+        if not all(v.flags.c_contiguous and g.flags.c_contiguous for _, v, g in self.parameters()):
             raise ValueError("parameters and gradients must be C-contiguous arrays")
         splittable = any(isinstance(layer, Conv2D) for layer in self._stack)
         self._max_workers = 2 if splittable else 1
+        self._fusable = {
+            i
+            for i, layer in enumerate(self._stack)
+            if isinstance(layer, Dense) and layer.params["W"].size >= FUSED_STEP_PARAMETER
+        }
         self._clear_workers()
 
     def _clear_workers(self) -> None:
         self._batch_workers: int | None = None  # decided at the first batch of a training run
         self._twin: list[Layer] | None = None  # the second thread's replica of the stack
         self._twin_grads: list[tuple[np.ndarray, np.ndarray]] = []
-        self._parts: list[_Part] | None = None  # the parameters cut in two, one per thread
+        self._parts: list[_Part] = []  # the end of a step: one part per thread
+        self._may_fuse = False  # steps run one BLAS thread: Dense.descend may be used
         self._executor: ThreadPoolExecutor | None = None
         self._output: np.ndarray | None = None
 
@@ -183,7 +224,9 @@ class Network:
         here: the training loop scores a whole epoch's outputs at once, which is cheaper);
         like every array of the training pass, it is valid until the next one.
         """
-        a, split = self._gradients(x, y)
+        self._workers_for(len(x))
+        with self._blas_for_step():
+            a, split = self._gradients(x, y)
         if split:
             for grad, twin_grad in self._twin_grads:
                 grad += twin_grad
@@ -192,18 +235,29 @@ class Network:
                 self.regularizer.add_gradient(w, g, n)
         return a
 
-    def _gradients(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, bool]:
-        """(a^L, split): gradients of the batch-mean cost without the penalty; when split,
-        the second half's are still in the twin's arrays, to be added."""
-        if self._workers_for(len(x)) == 2:
-            return self._backprop_halves(x, y), True
-        if self._twin is None:
-            return self._backprop(self._stack, x, y, len(x)), False
-        # Too small to split: one BLAS thread beats two at these small products.
-        with threads.blas_limited_to(1):
-            return self._backprop(self._stack, x, y, len(x)), False
+    def _blas_for_step(self) -> AbstractContextManager:
+        """With a twin, a step runs one BLAS thread: two halves at once, each with one, or a
+        batch too small to split, where one BLAS thread beats two at such small products."""
+        return threads.blas_limited_to(1) if self._twin is not None else nullcontext()
 
-    def _backprop(self, stack: list[Layer], x: np.ndarray, y: np.ndarray, m: int) -> np.ndarray:
+    def _gradients(
+        self, x: np.ndarray, y: np.ndarray, deferred: set[int] | tuple = ()
+    ) -> tuple[np.ndarray, bool]:
+        """(a^L, split): gradients of the batch-mean cost without the penalty; when split,
+        the second half's are still in the twin's arrays, to be added. The ``deferred``
+        layers (stack indices) leave BP4 to :meth:`Dense.descend`."""
+        if self._workers_for(len(x)) == 2:
+            return self._backprop_halves(x, y, deferred), True
+        return self._backprop(self._stack, x, y, len(x), deferred), False
+
+    def _backprop(
+        self,
+        stack: list[Layer],
+        x: np.ndarray,
+        y: np.ndarray,
+        m: int,
+        deferred: set[int] | tuple = (),
+    ) -> np.ndarray:
         """Forward and backward through ``stack`` for the rows (x, y) of a batch of m:
         gradients of the mean cost over the m, without the penalty."""
         a = self._forward(stack, x, training=True)
@@ -213,24 +267,30 @@ class Network:
         )
         delta *= a.dtype.type(1.0 / m)  # the batch mean
         last = len(stack) - 1
-        grad = out.backward_delta(delta, input_grad=last > self._first)
+        grad = out.backward_delta(
+            delta, input_grad=last > self._first, weight_grad=last not in deferred
+        )
         for i in range(last - 1, self._first - 1, -1):
-            grad = stack[i].backward(grad, input_grad=i > self._first)
+            if i in deferred:
+                grad = stack[i].backward(grad, input_grad=i > self._first, weight_grad=False)
+            else:
+                grad = stack[i].backward(grad, input_grad=i > self._first)
         return a
 
-    def _backprop_halves(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def _backprop_halves(
+        self, x: np.ndarray, y: np.ndarray, deferred: set[int] | tuple = ()
+    ) -> np.ndarray:
         """The two halves of the batch at once, the second on the twin of the stack, in the
         second thread; their gradients are added afterwards, first half's + second half's (a
         fixed order, so runs repeat exactly)."""
         m = len(x)
         h = (m + 1) // 2
         self._share_dropout_masks(x.shape, x.dtype, h)
-        with threads.blas_limited_to(1):
-            second = self._executor.submit(self._backprop, self._twin, x[h:], y[h:], m)
-            try:
-                a_first = self._backprop(self._stack, x[:h], y[:h], m)
-            finally:
-                a_second = second.result()
+        second = self._executor.submit(self._backprop, self._twin, x[h:], y[h:], m, deferred)
+        try:
+            a_first = self._backprop(self._stack, x[:h], y[:h], m, deferred)
+        finally:
+            a_second = second.result()
         shape = (m, a_first.shape[1])
         if self._output is None or self._output.shape != shape:
             self._output = np.empty(shape, a_first.dtype)
@@ -252,34 +312,52 @@ class Network:
         if self._batch_workers is None:  # the first batch of a training run
             wanted = self.workers if self.workers is not None else threads.blas_threads()
             self._batch_workers = min(wanted, self._max_workers)
-            if self._batch_workers >= 2:
-                self._start_second_thread()
+            self._start_run()
         return 2 if self._batch_workers >= 2 and m >= MIN_SPLIT_BATCH else 1
 
-    def _start_second_thread(self) -> None:
-        """The twin of the stack (own gradients and buffers, the same parameters), the
-        thread that runs it, and the parameters cut in two parts, one per thread, for the
-        end of each step (sum of the halves' gradients, penalty, update)."""
-        self._twin = [layer.replica() for layer in self._stack]
-        self._twin_grads = [
-            (layer.grads[key], twin.grads[key])
-            for layer, twin in zip(self._stack, self._twin, strict=True)
-            for key in layer.grads
-        ]
+    def _start_run(self) -> None:
+        """At the first batch of a training run: with two workers, the twin of the stack
+        (own gradients and buffers, the same parameters) and the thread that runs it; the
+        parameters cut into one part per thread for the end of each step."""
+        two = self._batch_workers >= 2
+        if two:
+            self._twin = [layer.replica() for layer in self._stack]
+            self._twin_grads = [
+                (layer.grads[key], twin.grads[key])
+                for layer, twin in zip(self._stack, self._twin, strict=True)
+                for key in layer.grads
+            ]
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="nn-half-batch")
+        # Dense.descend calls scipy's BLAS: only where steps run one BLAS thread, so that
+        # its thread pool and NumPy's never both run.
+        self._may_fuse = two or threads.blas_threads() == 1
+        self._parts = self._cut_parameters(two)
+
+    def _cut_parameters(self, two: bool) -> list[_Part]:
+        """The parameters as one part, or two (one per thread: the small arrays in the
+        first, row halves of each large one in both), with the fusable dense weights."""
+        twins = self._twin or [None] * len(self._stack)
         twin_of = {id(grad): twin_grad for grad, twin_grad in self._twin_grads}
-        parts: tuple[list, list] = ([], [])
+        fusable = {
+            id(self._stack[i].params["W"]): (self._stack[i], twins[i]) for i in self._fusable
+        }
+        entries: tuple[list, ...] = ([], []) if two else ([],)
+        fused: tuple[list, ...] = ([], []) if two else ([],)
         for layer in self.layers:
             for key, value in layer.params.items():
-                grad = layer.grads[key]
-                entry = (value, grad, twin_of[id(grad)], key == "W")
-                if value.size < SPLIT_PARAMETER:
-                    parts[0].append(entry)
-                    continue
-                h = len(value) // 2  # row halves of a large array: contiguous views
-                for part, rows in zip(parts, (slice(0, h), slice(h, None)), strict=True):
-                    part.append((value[rows], grad[rows], twin_of[id(grad)][rows], key == "W"))
-        self._parts = [_Part(entries) for entries in parts]
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="nn-half-batch")
+                grad, twin_grad = layer.grads[key], twin_of.get(id(layer.grads[key]))
+                fusing = fusable.get(id(value)) if key == "W" else None
+                cuts = [(0, slice(None))]
+                if two and value.size >= SPLIT_PARAMETER:  # row halves: contiguous views
+                    h = len(value) // 2
+                    cuts = [(0, slice(0, h)), (1, slice(h, None))]
+                for k, rows in cuts:
+                    twin_rows = None if twin_grad is None else twin_grad[rows]
+                    entry = (value[rows], grad[rows], twin_rows, key == "W", fusing is not None)
+                    entries[k].append(entry)
+                    if fusing is not None:
+                        fused[k].append((*fusing, rows))
+        return [_Part(e, f) for e, f in zip(entries, fused, strict=True)]
 
     def train_batch(self, x: np.ndarray, y: np.ndarray, n: int, optimizer: SGD) -> np.ndarray:
         """One SGD step on the mini-batch (x, y); returns a^L from before the step.
@@ -288,21 +366,19 @@ class Network:
         optimizer then keeps its per-array state, momentum, under the parts: the same
         arrays for the whole training run.)"""
         self._workers_for(len(x))  # sets the parts up at the first batch of a training run
-        if self._parts is None:
-            a = self.backprop(x, y, n)
-            optimizer.step(self._params, self._grads)
-            return a
-        a, split = self._gradients(x, y)
-        if split:
-            args = (self.regularizer, n, optimizer, split)
+        fuse = self._may_fuse and optimizer.momentum == 0.0 and not self.regularizer.l1
+        with self._blas_for_step():
+            a, split = self._gradients(x, y, self._fusable if fuse else ())
+            args = (self.regularizer, n, optimizer, split, fuse)
+            if not split:
+                for part in self._parts:
+                    part.end_step(*args)
+                return a
             second = self._executor.submit(self._parts[1].end_step, *args)
             try:
                 self._parts[0].end_step(*args)
             finally:
                 second.result()
-        else:
-            for part in self._parts:
-                part.end_step(self.regularizer, n, optimizer, split)
         return a
 
     def release_buffers(self) -> None:
@@ -326,4 +402,4 @@ class Network:
         }
 
 
-__all__ = ["MIN_SPLIT_BATCH", "SPLIT_PARAMETER", "Network"]
+__all__ = ["FUSED_STEP_PARAMETER", "MIN_SPLIT_BATCH", "SPLIT_PARAMETER", "Network"]

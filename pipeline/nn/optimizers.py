@@ -15,9 +15,11 @@ class SGD:
     book's eta/m times a sum. Parameters are updated in place, through a work array per
     parameter for eta * dC/dw, so that a step allocates nothing.
 
-    (Only numpy does the arithmetic: a BLAS axpy from scipy would make one pass instead of
-    two, but scipy ships its own OpenBLAS, whose threads then compete with numpy's for the
-    cores: with two threads that made training several times slower.)
+    (Only numpy does the arithmetic here: a BLAS axpy from scipy would make one pass instead
+    of two, but scipy ships its own OpenBLAS, whose threads then compete with numpy's for
+    the cores: with two threads that made training several times slower. The network's
+    large dense weights take a plain step fused with their gradient instead,
+    :meth:`~pipeline.nn.layers.Dense.descend`, in steps that run one BLAS thread.)
     """
 
     def __init__(self, learning_rate: float, momentum: float = 0.0) -> None:

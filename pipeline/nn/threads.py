@@ -14,9 +14,13 @@ _controllers: list | None = None
 
 
 def _blas() -> list:
-    """threadpoolctl's controller of every BLAS library loaded (found once per process)."""
+    """threadpoolctl's controller of every BLAS library loaded (found once per process):
+    NumPy's and scipy's, which :meth:`~pipeline.nn.layers.Dense.descend` uses (loaded
+    here first, so that it is among them)."""
     global _controllers
     if _controllers is None:
+        import scipy.linalg.blas  # noqa: F401
+
         try:
             from threadpoolctl import ThreadpoolController
         except ImportError:  # no threadpoolctl: one thread, as if limited to 1

@@ -81,16 +81,23 @@ def test_small_batches_are_not_split():
     assert all(layer._buffers == {} for layer in net._twin)  # the second thread never ran
 
 
-@pytest.mark.parametrize(("momentum", "dropout"), [(0.0, False), (0.8, False), (0.8, True)])
-def test_split_steps_equal_one_thread_steps(momentum, dropout, monkeypatch):
+@pytest.mark.parametrize(
+    ("momentum", "dropout", "fused"),
+    [(0.0, False, False), (0.8, False, False), (0.8, True, False), (0.0, True, True)],
+)
+def test_split_steps_equal_one_thread_steps(momentum, dropout, fused, monkeypatch):
     """Also with every parameter cut in two parts for the end of the step, and a small
     batch (not split) in between: the momentum stays with its parameters; with dropout,
-    the halves drop the neurons one thread drops."""
+    the halves drop the neurons one thread drops; with the dense layer's fused step, each
+    thread steps its rows of W from both halves."""
     monkeypatch.setattr(network, "SPLIT_PARAMETER", 1)
+    monkeypatch.setattr(network, "FUSED_STEP_PARAMETER", 1 if fused else 10**9)
     one, two = cnn(dropout, workers=1), cnn(dropout, workers=2)
     opt_one, opt_two = SGD(0.1, momentum), SGD(0.1, momentum)
-    for m in (16, 16, 5, 16):
-        np.testing.assert_allclose(step(two, m, opt_two), step(one, m, opt_one), rtol=1e-12)
+    with threadpool_limits(limits=1):  # one thread fuses its steps too
+        for m in (16, 16, 5, 16):
+            np.testing.assert_allclose(step(two, m, opt_two), step(one, m, opt_one), rtol=1e-12)
+    assert all(net._may_fuse and bool(net._fusable) == fused for net in (one, two))
     for (name, a, _), (_, b, _) in zip(one.parameters(), two.parameters(), strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-15, err_msg=name)
 
