@@ -159,8 +159,8 @@ class Dense(Layer):
         """Gradients from this layer's error delta = dC/dz, shape (m, n_out).
 
         BP3: dC/db = sum over the batch of delta.  BP4: dC/dW = x^T delta; with
-        ``weight_grad=False`` BP4 is left to :meth:`descend` (``grads["W"]`` is not
-        written), which computes it inside the SGD step.
+        ``weight_grad=False`` BP4 is left to :meth:`add_weight_gradient` (``grads["W"]`` is
+        not written), which computes it inside the SGD step.
         Returns dC/dx = delta W^T, the first factor of BP2 for the layer below (an empty
         array without ``input_grad``: the network's first layer skips that product).
         """
@@ -181,26 +181,27 @@ class Dense(Layer):
         np.copyto(dx, dx_t.T)
         return dx
 
-    def descend(self, eta: float, decay: float = 1.0, rows: slice = slice(None)) -> None:
-        """The SGD step for W after a backward pass with ``weight_grad=False``: BP4 and the
-        update in one matrix product,
+    def add_weight_gradient(
+        self, target: np.ndarray, alpha: float, beta: float = 1.0, rows: slice = slice(None)
+    ) -> None:
+        """BP4 for a backward pass with ``weight_grad=False``, added into ``target`` in place:
 
-            W[rows] -> decay * W[rows] - eta * (x^T delta)[rows]
+            target -> beta * target + alpha * (x^T delta)[rows]
 
-        (decay = 1 - eta lambda / n with an L2 penalty, else 1). One BLAS gemm does it in
-        place: W is read and written once and dC/dW is never stored (computing dC/dW, adding
-        the penalty's gradient and updating, in turn, pass over W-sized arrays 7 times). ``rows``
-        steps a block of W's rows (one thread's share). A second call with decay 1 adds
-        the gradient of another part of the batch, e.g. the other half's.
+        ``target`` is shaped like W[rows], C-contiguous: W itself for a plain SGD step
+        (alpha = -eta, beta = 1 - eta lambda / n), or the momentum velocity (beta = mu); see
+        :meth:`~pipeline.nn.optimizers.SGD.fused_step`. One BLAS gemm does it: ``target`` is
+        read and written once and dC/dW is never stored. ``rows`` is a block of W's rows (one
+        thread's share); a second call with beta 1 adds another part of the batch, e.g. the
+        other half's.
         """
-        W = self.params["W"][rows]  # C-contiguous rows: W^T is a Fortran-order matrix
         x = self._x[:, rows]
-        # W^T -> decay W^T - eta delta^T x, written into W's own memory (overwrite_c).
-        updated = _gemm(W.dtype)(
-            -eta, self._delta.T, x.T, beta=decay, c=W.T, trans_b=1, overwrite_c=1
+        # target^T (Fortran order) -> beta target^T + alpha delta^T x, in its own memory.
+        result = _gemm(target.dtype)(
+            alpha, self._delta.T, x.T, beta=beta, c=target.T, trans_b=1, overwrite_c=1
         )
-        if not np.shares_memory(updated, W):  # scipy copied W: the step would be lost
-            raise RuntimeError("the fused SGD step did not update W in place")
+        if not np.shares_memory(result, target):  # scipy copied it: the step would be lost
+            raise RuntimeError("the weight gradient was not added in place")
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.params["W"].shape[1],)

@@ -18,8 +18,9 @@ from pipeline.nn.regularizers import Regularizer
 MIN_SPLIT_BATCH = 16
 # Parameters of at least this many numbers are summed and updated half in each thread.
 SPLIT_PARAMETER = 65536
-# A dense layer's W of at least this many numbers takes a plain SGD step fused with BP4
-# (Dense.descend): one pass over W instead of seven. Smaller ones gain too little.
+# A dense layer's W of at least this many numbers takes its SGD step fused with BP4
+# (SGD.fused_step, Dense.add_weight_gradient): W is not passed over 7 times. Smaller ones
+# gain too little.
 FUSED_STEP_PARAMETER = 65536
 
 # (value, gradient, the twin's gradient or None, is a weight, steps fused): a parameter as
@@ -49,10 +50,12 @@ class _Arrays:
 
 class _Part:
     """One thread's share of the end of a training step: some parameters, and the large
-    dense weights among them that can take the fused step (:meth:`Dense.descend`), each as
-    (layer, its twin or None, rows)."""
+    dense weights among them that can take the fused step (:meth:`SGD.fused_step`), each as
+    (layer, its twin or None, rows, W[rows] as in the entries)."""
 
-    def __init__(self, entries: list[_Entry], fused: list[tuple[Dense, Dense | None, slice]]):
+    def __init__(
+        self, entries: list[_Entry], fused: list[tuple[Dense, Dense | None, slice, np.ndarray]]
+    ) -> None:
         self.every = _Arrays(entries)
         self.unfused = _Arrays([entry for entry in entries if not entry[4]])
         self.fused = fused
@@ -64,12 +67,21 @@ class _Part:
             self.every.step(regularizer, n, optimizer, split)
             return
         self.unfused.step(regularizer, n, optimizer, split)
-        eta = optimizer.learning_rate
-        decay = regularizer.decay(eta, n)
-        for layer, twin, rows in self.fused:
-            layer.descend(eta, decay, rows)
-            if split:  # the second half's gradient, added after the first's as unfused
-                twin.descend(eta, 1.0, rows)
+        for layer, twin, rows, w in self.fused:
+            add_gradient = _gradient_adder(layer, twin if split else None, rows)
+            optimizer.fused_step(w, add_gradient, regularizer.l2 / n)
+
+
+def _gradient_adder(layer: Dense, twin: Dense | None, rows: slice):
+    """``add_gradient`` for :meth:`SGD.fused_step`: the layer's dC/dW (its rows), then the
+    twin's, the second half's of a split batch (added after the first's, as unfused)."""
+
+    def add_gradient(target: np.ndarray, alpha: float, beta: float) -> None:
+        layer.add_weight_gradient(target, alpha, beta, rows)
+        if twin is not None:
+            twin.add_weight_gradient(target, alpha, 1.0, rows)
+
+    return add_gradient
 
 
 class Network:
@@ -90,10 +102,11 @@ class Network:
     with a convolution (dense-only networks are too small per sample to gain). Dropout
     masks are drawn for the whole batch before it is split, so both ways train alike.
 
-    With plain SGD (no momentum) and no L1 penalty, the large dense layers' weights take
-    their step fused with BP4 (:meth:`~pipeline.nn.layers.Dense.descend`, one BLAS product)
-    when the step runs one BLAS thread (always with two workers); their ``grads["W"]`` is
-    then not written by :meth:`train_batch` (:meth:`backprop` always writes it).
+    Without an L1 penalty, the large dense layers' weights take their step fused with BP4
+    (:meth:`~pipeline.nn.optimizers.SGD.fused_step`: dC/dW added by one BLAS product into W,
+    or into the momentum velocity) when the step runs one BLAS thread (always with two
+    workers); their ``grads["W"]`` is then not written by :meth:`train_batch`
+    (:meth:`backprop` always writes it).
     """
 
     def __init__(
@@ -137,7 +150,7 @@ class Network:
         self._twin: list[Layer] | None = None  # the second thread's replica of the stack
         self._twin_grads: list[tuple[np.ndarray, np.ndarray]] = []
         self._parts: list[_Part] = []  # the end of a step: one part per thread
-        self._may_fuse = False  # steps run one BLAS thread: Dense.descend may be used
+        self._may_fuse = False  # steps run one BLAS thread: the fused step may be used
         self._executor: ThreadPoolExecutor | None = None
         self._output: np.ndarray | None = None
 
@@ -245,7 +258,7 @@ class Network:
     ) -> tuple[np.ndarray, bool]:
         """(a^L, split): gradients of the batch-mean cost without the penalty; when split,
         the second half's are still in the twin's arrays, to be added. The ``deferred``
-        layers (stack indices) leave BP4 to :meth:`Dense.descend`."""
+        layers (stack indices) leave BP4 to the fused step."""
         if self._workers_for(len(x)) == 2:
             return self._backprop_halves(x, y, deferred), True
         return self._backprop(self._stack, x, y, len(x), deferred), False
@@ -328,7 +341,7 @@ class Network:
                 for key in layer.grads
             ]
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="nn-half-batch")
-        # Dense.descend calls scipy's BLAS: only where steps run one BLAS thread, so that
+        # The fused step calls scipy's BLAS: only where steps run one BLAS thread, so that
         # its thread pool and NumPy's never both run.
         self._may_fuse = two or threads.blas_threads() == 1
         self._parts = self._cut_parameters(two)
@@ -356,7 +369,7 @@ class Network:
                     entry = (value[rows], grad[rows], twin_rows, key == "W", fusing is not None)
                     entries[k].append(entry)
                     if fusing is not None:
-                        fused[k].append((*fusing, rows))
+                        fused[k].append((*fusing, rows, entry[0]))
         return [_Part(e, f) for e, f in zip(entries, fused, strict=True)]
 
     def train_batch(self, x: np.ndarray, y: np.ndarray, n: int, optimizer: SGD) -> np.ndarray:
@@ -366,7 +379,7 @@ class Network:
         optimizer then keeps its per-array state, momentum, under the parts: the same
         arrays for the whole training run.)"""
         self._workers_for(len(x))  # sets the parts up at the first batch of a training run
-        fuse = self._may_fuse and optimizer.momentum == 0.0 and not self.regularizer.l1
+        fuse = self._may_fuse and not self.regularizer.l1
         with self._blas_for_step():
             a, split = self._gradients(x, y, self._fusable if fuse else ())
             args = (self.regularizer, n, optimizer, split, fuse)

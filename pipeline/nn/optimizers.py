@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 CHUNK = 65536  # numbers per slice of a parameter update (256 KiB in float32)
@@ -18,8 +20,8 @@ class SGD:
     (Only numpy does the arithmetic here: a BLAS axpy from scipy would make one pass instead
     of two, but scipy ships its own OpenBLAS, whose threads then compete with numpy's for
     the cores: with two threads that made training several times slower. The network's
-    large dense weights take a plain step fused with their gradient instead,
-    :meth:`~pipeline.nn.layers.Dense.descend`, in steps that run one BLAS thread.)
+    large dense weights take :meth:`fused_step` instead, in steps that run one BLAS
+    thread.)
     """
 
     def __init__(self, learning_rate: float, momentum: float = 0.0) -> None:
@@ -36,18 +38,11 @@ class SGD:
         memory once and writes w once (a dense layer's W is larger than the cache).
         """
         for w, g in zip(params, grads, strict=True):
-            step = self._step.get(id(w))
-            if step is None:  # shaped like w if one slice covers it (no reshapes then)
-                shape = w.shape if w.size <= CHUNK else (CHUNK,)
-                step = self._step[id(w)] = np.empty(shape, w.dtype)
+            step = self._step_buffer(w)
             if self.momentum == 0.0 and w.size <= CHUNK:
                 w -= np.multiply(g, self.learning_rate, out=step)
                 continue
-            velocity = None
-            if self.momentum != 0.0:
-                velocity = self._velocity.get(id(w))
-                if velocity is None:
-                    velocity = self._velocity[id(w)] = np.zeros(w.size, w.dtype)
+            velocity = self._velocity_of(w) if self.momentum != 0.0 else None
             flat_w, flat_g, step = w.reshape(-1), g.reshape(-1), step.reshape(-1)
             for start in range(0, w.size, CHUNK):
                 end = min(start + CHUNK, w.size)
@@ -59,6 +54,51 @@ class SGD:
                 v *= self.momentum
                 v -= eta_g  # v = mu v - eta dC/dw
                 flat_w[start:end] += v
+
+    def _step_buffer(self, w: np.ndarray) -> np.ndarray:
+        """The work array for eta * dC/dw of ``w``: shaped like w if one slice covers it (no
+        reshapes then), else one slice."""
+        step = self._step.get(id(w))
+        if step is None:
+            shape = w.shape if w.size <= CHUNK else (CHUNK,)
+            step = self._step[id(w)] = np.empty(shape, w.dtype)
+        return step
+
+    def _velocity_of(self, w: np.ndarray) -> np.ndarray:
+        """The momentum velocity v of ``w``, flat (zeros at its first step)."""
+        velocity = self._velocity.get(id(w))
+        if velocity is None:
+            velocity = self._velocity[id(w)] = np.zeros(w.size, w.dtype)
+        return velocity
+
+    def fused_step(
+        self,
+        w: np.ndarray,
+        add_gradient: Callable[[np.ndarray, float, float], None],
+        l2_rate: float = 0.0,
+    ) -> None:
+        """The step for a weight array whose gradient dC0/dw is not stored:
+        ``add_gradient(target, alpha, beta)`` computes target -> beta target + alpha dC0/dw
+        in place (:meth:`~pipeline.nn.layers.Dense.add_weight_gradient`); ``l2_rate`` is an
+        L2 penalty's lambda / n.
+
+        Plain: w -> (1 - eta lambda / n) w - eta dC0/dw, all of it in ``add_gradient``.
+        Momentum: v -> mu v - eta dC0/dw there, then v -> v - eta (lambda / n) w and
+        w -> w + v, a slice at a time as :meth:`step` does.
+        """
+        eta, mu = self.learning_rate, self.momentum
+        if mu == 0.0:
+            add_gradient(w, -eta, 1.0 - eta * l2_rate)
+            return
+        velocity = self._velocity_of(w)
+        add_gradient(velocity.reshape(w.shape), -eta, mu)
+        flat_w, step = w.reshape(-1), self._step_buffer(w).reshape(-1)
+        for start in range(0, w.size, CHUNK):
+            end = min(start + CHUNK, w.size)
+            v = velocity[start:end]
+            if l2_rate:
+                v -= np.multiply(flat_w[start:end], eta * l2_rate, out=step[: end - start])
+            flat_w[start:end] += v
 
 
 class LearningRateSchedule:

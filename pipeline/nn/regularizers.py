@@ -36,13 +36,5 @@ class Regularizer:
         if self.l1:
             grad_w += (self.l1 / n) * np.sign(w)
 
-    def decay(self, eta: float, n: int) -> float | None:
-        """The factor by which one SGD step of learning rate eta scales a weight for this
-        penalty: w -> (1 - eta lambda2 / n) w - eta dC0/dw (L2's "weight decay", chapter 3);
-        None with an L1 term, whose step is not a scaling."""
-        if self.l1:
-            return None
-        return 1.0 - eta * self.l2 / n
-
     def __repr__(self) -> str:
         return f"Regularizer(l2={self.l2}, l1={self.l1})"

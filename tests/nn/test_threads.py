@@ -83,7 +83,13 @@ def test_small_batches_are_not_split():
 
 @pytest.mark.parametrize(
     ("momentum", "dropout", "fused"),
-    [(0.0, False, False), (0.8, False, False), (0.8, True, False), (0.0, True, True)],
+    [
+        (0.0, False, False),
+        (0.8, False, False),
+        (0.8, True, False),
+        (0.0, True, True),
+        (0.8, True, True),
+    ],  # fmt: skip
 )
 def test_split_steps_equal_one_thread_steps(momentum, dropout, fused, monkeypatch):
     """Also with every parameter cut in two parts for the end of the step, and a small
