@@ -10,21 +10,35 @@ from pipeline.nn import SGD, Dense, get_activation
 from pipeline.nn.optimizers import CHUNK
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["step", "fused_step"])
 @pytest.mark.parametrize("momentum", [0.0, 0.7])
+@pytest.mark.parametrize("l2_rate", [0.0, 0.01])
 @pytest.mark.parametrize("shape", [(3, 4), (CHUNK // 100 + 7, 100)], ids=["small", "sliced"])
-def test_sgd_steps_follow_the_formula(momentum, shape):
+def test_sgd_steps_follow_the_formula(fused, momentum, l2_rate, shape):
+    """v -> mu v - eta (dC0/dw + lambda/n w), w -> w + v: step() given the gradient with the
+    penalty's added (as the network adds it), or fused_step() adding dC0/dw through its
+    callback (as Dense.add_weight_gradient does) and the penalty itself."""
     rng = np.random.default_rng(0)
     w = rng.normal(size=shape)
     expected, v = w.copy(), np.zeros(shape)
     opt = SGD(0.3, momentum=momentum)
     for _ in range(3):
         g = rng.normal(size=shape)
-        kept = g.copy()
-        opt.step([w], [g])
-        v = momentum * v - 0.3 * g  # v -> mu v - eta dC/dw, w -> w + v
+        if fused:
+
+            def add_gradient(target, alpha, beta, g=g):
+                target *= beta
+                target += alpha * g
+
+            opt.fused_step(w, add_gradient, l2_rate)
+        else:
+            total = g + l2_rate * w
+            kept = total.copy()
+            opt.step([w], [total])
+            np.testing.assert_array_equal(total, kept)  # the gradient is left as it was
+        v = momentum * v - 0.3 * (g + l2_rate * expected)
         expected += v
-        np.testing.assert_array_equal(g, kept)  # the gradient is left as it was
-        np.testing.assert_allclose(w, expected, rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(w, expected, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -50,26 +64,3 @@ def test_the_dense_layer_adds_bp4_into_an_array_in_place(dtype, blocks):
     np.testing.assert_allclose(target, expected, rtol=1e-5 if dtype == np.float32 else 1e-13)
     assert target.ctypes.data == memory
     np.testing.assert_array_equal(layer.grads["W"], 0.0)
-
-
-@pytest.mark.parametrize("momentum", [0.0, 0.7])
-@pytest.mark.parametrize("l2_rate", [0.0, 0.01])
-@pytest.mark.parametrize("shape", [(3, 4), (CHUNK // 100 + 7, 100)], ids=["small", "sliced"])
-def test_the_fused_step_follows_the_formula(momentum, l2_rate, shape):
-    """SGD.fused_step with the gradient added by a callback equals step() with the gradient
-    and the L2 penalty's given: v -> mu v - eta (g + lambda/n w), w -> w + v."""
-    rng = np.random.default_rng(0)
-    w = rng.normal(size=shape)
-    expected, v = w.copy(), np.zeros(shape)
-    opt = SGD(0.3, momentum=momentum)
-    for _ in range(3):
-        g = rng.normal(size=shape)
-
-        def add_gradient(target, alpha, beta, g=g):
-            target *= beta
-            target += alpha * g
-
-        opt.fused_step(w, add_gradient, l2_rate)
-        v = momentum * v - 0.3 * (g + l2_rate * expected)
-        expected += v
-        np.testing.assert_allclose(w, expected, rtol=1e-12, atol=1e-14)
