@@ -16,8 +16,7 @@ _controllers: list | None = None
 def _blas() -> list:
     """threadpoolctl's controller of every BLAS library loaded (found once per process):
     NumPy's and scipy's, whose gemm :meth:`~pipeline.nn.layers.Dense.add_weight_gradient`
-    calls (loaded
-    here first, so that it is among them)."""
+    calls (scipy's is loaded here first, so that it is among them)."""
     global _controllers
     if _controllers is None:
         import scipy.linalg.blas  # noqa: F401
