@@ -4,8 +4,8 @@ Saving a model with explicit pip requirements, MLflow checks them against the in
 packages (``warn_dependency_requirement_mismatches``), and to do so first maps the modules
 of every installed distribution (``importlib.metadata.packages_distributions()``: about
 1.2 s, kept for the life of the process). MLflow has no public way to build that map ahead;
-:func:`warm_requirement_check` does, on the tracker's background thread while a stage reads
-its data (:meth:`pipeline.tracking.Tracker.import_in_background`).
+:func:`warm_requirement_check` does, in the tracking process while the stage trains
+(:meth:`pipeline.tracking.Tracker.preload`, :mod:`pipeline.tracking_process`).
 
 Written against the MLflow majors in :data:`KNOWN_MAJORS`. On another version it does
 nothing (MLflow then builds the map when the model is saved, as it always did), and

@@ -193,11 +193,13 @@ def _import_tracking(remote: bool, for_model: bool) -> None:
 
 def _import_model_logging() -> None:
     """What saving a model imports (skops first, without PyTorch; MLflow's sklearn flavour
-    and model description) and the map its requirement check builds (mlflow_compat)."""
+    and model description; our model files' reader) and the map its requirement check
+    builds (mlflow_compat)."""
     import_skops()
     import mlflow.models  # noqa: F401
     import mlflow.sklearn  # noqa: F401
 
+    import pipeline.artifacts  # noqa: F401
     from pipeline.mlflow_compat import warm_requirement_check
 
     warm_requirement_check()
@@ -322,8 +324,9 @@ def _owner_alive(tags: dict[str, str]) -> bool:
     return not started or _process_start(pid) in ("", started)
 
 
-def owner_tags() -> dict[str, str]:
-    pid = os.getpid()
+def owner_tags(pid: int | None = None) -> dict[str, str]:
+    """Tags naming the process that owns a run (``pid``, by default this one)."""
+    pid = pid or os.getpid()
     return {
         PID_TAG: str(pid),
         HOST_TAG: socket.gethostname(),
@@ -357,13 +360,23 @@ class Registration:
 class Tracker:
     """One stage's view of one MLflow run; build it with :func:`tracker_from_config`."""
 
-    def __init__(self, uri: str, experiment: str, on_error: str = "warn", timeout: float = 10):
+    def __init__(
+        self,
+        uri: str,
+        experiment: str,
+        on_error: str = "warn",
+        timeout: float = 10,
+        owner_pid: int | None = None,
+    ):
         if on_error not in ("warn", "fail"):
             raise ValueError(f"tracking.on_error must be 'warn' or 'fail'; got {on_error!r}")
         self.uri = uri
         self.experiment = experiment
         self.on_error = on_error
         self.timeout = timeout
+        # The process a run belongs to (its owner tags): the stage's, also when this tracker
+        # runs in a worker process beside it (pipeline.tracking_process).
+        self.owner_pid = owner_pid or os.getpid()
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.model_id: str | None = None
@@ -371,8 +384,7 @@ class Tracker:
         self._client: _DeadlineClient | None = None
         self._epochs: list = []  # epoch metrics not sent yet (see epoch_logger)
         self._epochs_sent = time.monotonic()
-        self._importing: threading.Thread | None = None  # see import_in_background
-        self._import_error: BaseException | None = None
+        self._import_error: BaseException | None = None  # see preload
 
     @property
     def remote(self) -> bool:
@@ -393,32 +405,18 @@ class Tracker:
             self.active = False  # the run stays as the store last saw it
 
     # --- the store -----------------------------------------------------------------------
-    def import_in_background(self, for_model: bool = False) -> None:
-        """Import MLflow's client and store (with ``for_model``, also what :meth:`log_model`
-        needs) on a thread, so that the imports overlap the stage's own start-up, reading
-        its data: about 3 s of a stage's tracking cost. Imports only: nothing is written or
-        contacted until the first call that needs the store, which waits for the thread (a
-        failure there is that call's failure, under ``on_error``); a stage that stops on bad
-        input meanwhile has created no store."""
-        if not self.active or self._client is not None or self._importing is not None:
+    def preload(self, for_model: bool = False) -> None:
+        """Import MLflow's client and store now (with ``for_model``, also what
+        :meth:`log_saved_model` needs), before the first call that needs them: a tracker in a
+        worker process (:mod:`pipeline.tracking_process`) does this while the stage reads its
+        data. Imports only: nothing is written or contacted until the first call that needs
+        the store. A failure is kept and raised by that call, under ``on_error``."""
+        if not self.active or self._client is not None:
             return
-
-        def import_all() -> None:
-            try:
-                _import_tracking(remote=self.remote, for_model=for_model)
-            except BaseException as err:  # raised again by the call that waits (_open)
-                self._import_error = err
-
-        # Not a daemon: the interpreter never stops it in the middle of an import.
-        self._importing = threading.Thread(target=import_all, name="mlflow-import")
-        self._importing.start()
-
-    def _wait_imported(self) -> None:
-        importing, self._importing = self._importing, None
-        importing.join()
-        error, self._import_error = self._import_error, None
-        if error is not None:
-            raise error
+        try:
+            _import_tracking(remote=self.remote, for_model=for_model)
+        except Exception as err:  # raised again by the first call that opens the store
+            self._import_error = err
 
     def _open(self) -> _DeadlineClient:
         """The client, with the experiment found or created (once per tracker).
@@ -428,8 +426,9 @@ class Tracker:
         (MLFLOW_TRACKING_USERNAME/PASSWORD, MLflow's credentials file, a request-header
         plugin) would set process-wide environment, write to the user's home, or need an
         installed entry point; every text MLflow or we print is masked instead."""
-        if self._importing is not None:
-            self._wait_imported()
+        if self._import_error is not None:
+            error, self._import_error = self._import_error, None
+            raise error
         if self._client is None:
             if self.remote:
                 self._probe_server()
@@ -504,7 +503,10 @@ class Tracker:
         """Start a new run (or resume ``run_id``) in the configured experiment."""
         if not self.active:
             return
-        all_tags = {**{k: str(mask_secrets(v)) for k, v in (tags or {}).items()}, **owner_tags()}
+        all_tags = {
+            **{k: str(mask_secrets(v)) for k, v in (tags or {}).items()},
+            **owner_tags(self.owner_pid),
+        }
         with self._guard("starting the run"):
             client = self._open()
             if run_id:
@@ -644,6 +646,19 @@ class Tracker:
             client.finalize_logged_model(model.model_id, "READY")
             self.model_id = model.model_id
 
+    def log_saved_model(self, path: str | os.PathLike, X_example: np.ndarray) -> None:
+        """:meth:`log_model` for the model saved at ``path`` (``.npz`` and ``.json``, as
+        :func:`pipeline.artifacts.save_model` wrote them): what is logged is what the stage
+        saved, read back the way evaluate reads it."""
+        if not self.active or self.run_id is None:
+            return
+        from pipeline.artifacts import load_model
+
+        with self._guard(f"reading the model saved at {path}"):
+            estimator = load_model(path)
+        if self.active:
+            self.log_model(estimator, X_example)
+
     def _save_model_artifacts(self, client, model, estimator, example: np.ndarray) -> None:
         _import_model_logging()
         import mlflow.sklearn
@@ -675,8 +690,12 @@ class Tracker:
             client.log_model_artifacts(model.model_id, str(local))
 
     def epoch_logger(self) -> Callable:
-        """An estimator callback logging each epoch's figures with step = epoch; the names
-        are whatever :meth:`EpochInfo.metrics` gives.
+        """An estimator callback logging each epoch's figures (:meth:`log_epoch`); the
+        names are whatever :meth:`EpochInfo.metrics` gives."""
+        return lambda info: self.log_epoch(info.metrics(), info.epoch)
+
+    def log_epoch(self, metrics: dict[str, float], epoch: int) -> None:
+        """One epoch's figures, step = epoch.
 
         Epochs are sent together, one ``log_batch`` every ``EPOCH_BATCH_SECONDS`` (and by
         :meth:`flush`, which :meth:`end` and :meth:`log_model` call): a request to the
@@ -685,15 +704,11 @@ class Tracker:
         MLflow's asynchronous ``log_batch`` hides little of that time from a training that
         holds the GIL, and its logging thread, which polls its queue once a second, holds
         up the end of the run by up to a second (measured 0.75-0.84 s)."""
-
-        def log_epoch(info) -> None:
-            if not self.active or self.run_id is None:
-                return
-            self._epochs.extend(_metrics(info.metrics(), info.epoch))
-            if time.monotonic() - self._epochs_sent >= EPOCH_BATCH_SECONDS:
-                self.flush()
-
-        return log_epoch
+        if not self.active or self.run_id is None:
+            return
+        self._epochs.extend(_metrics(metrics, epoch))
+        if time.monotonic() - self._epochs_sent >= EPOCH_BATCH_SECONDS:
+            self.flush()
 
     def flush(self) -> None:
         """Send the epoch metrics gathered since the last request, in one request (MLflow
@@ -780,7 +795,7 @@ class Tracker:
             child = client.create_run(
                 parent.info.experiment_id,
                 run_name=name,
-                tags={"mlflow.parentRunId": parent_run_id, **owner_tags()},
+                tags={"mlflow.parentRunId": parent_run_id, **owner_tags(self.owner_pid)},
             )
             child_id = child.info.run_id
             client.log_batch(
@@ -867,11 +882,23 @@ class NullTracker(Tracker):
         self.active = False
 
 
-def tracker_from_config(cfg) -> Tracker:
-    """The tracker the ``tracking`` config group asks for."""
+def tracker_settings(cfg) -> dict[str, Any] | None:
+    """A tracker's arguments from the ``tracking`` config group; None when tracking is off."""
     t = cfg.tracking
     if not t.enabled:
-        return NullTracker()
+        return None
     if not t.uri:
         raise ValueError("tracking.uri is empty; set it or use tracking=off")
-    return Tracker(str(t.uri), str(t.experiment), str(t.on_error), float(t.timeout))
+    return {
+        "uri": str(t.uri),
+        "experiment": str(t.experiment),
+        "on_error": str(t.on_error),
+        "timeout": float(t.timeout),
+    }
+
+
+def tracker_from_config(cfg) -> Tracker:
+    """The tracker the ``tracking`` config group asks for, in this process (the search and
+    the book's experiments; train and evaluate use :mod:`pipeline.tracking_process`)."""
+    settings = tracker_settings(cfg)
+    return NullTracker() if settings is None else Tracker(**settings)

@@ -23,7 +23,8 @@ from threadpoolctl import threadpool_limits
 from pipeline.config import stage_main, with_search_result
 from pipeline.errors import ConfigError
 from pipeline.io import ArtifactError, check_writable, file_checksum, write_json, write_text
-from pipeline.tracking import TrackingError, git_commit, mask_secrets, tracker_from_config
+from pipeline.tracking import TrackingError, git_commit, mask_secrets
+from pipeline.tracking_process import tracker_process_from_config
 
 if TYPE_CHECKING:
     from pipeline.estimators import EpochInfo
@@ -59,16 +60,16 @@ class ProgressBar:
 
 def run(cfg: DictConfig) -> dict:
     """Train, save and log; returns a summary (epochs, best validation accuracy, paths)."""
-    # scikit-learn and the networks load here, not on import: `--help` answers at once.
-    from pipeline.artifacts import save_model
-    from pipeline.factory import build_estimator, dataset_meta, load_split
-
     cfg, provenance = with_search_result(cfg)
     paths = cfg.paths
     model_file = Path(f"{paths.model}.npz")
     check_writable(model_file, model_file.with_suffix(".json"), paths.history, paths.run)
-    tracker = tracker_from_config(cfg)
-    tracker.import_in_background(for_model=cfg.tracking.log_model)  # while the data loads
+    # MLflow loads in the tracking process while this one loads scikit-learn and the data.
+    tracker = tracker_process_from_config(cfg, for_model=cfg.tracking.log_model)
+    # scikit-learn and the networks load here, not on import: `--help` answers at once.
+    from pipeline.artifacts import save_model
+    from pipeline.factory import build_estimator, dataset_meta, load_split
+
     train = load_split(Path(paths.augmented) / "train.npz")
     val = load_split(Path(paths.prepared) / "val.npz")
     meta = dataset_meta(cfg)
@@ -127,7 +128,7 @@ def run(cfg: DictConfig) -> dict:
     tracker.log_artifact(model_path.with_suffix(".json"), "weights")
     tracker.log_artifact(paths.history)
     if cfg.tracking.log_model:
-        tracker.log_model(estimator, val.X[:5])
+        tracker.log_saved_model(model_path, val.X[:5])
     tracker.end()
     write_json(
         paths.run,

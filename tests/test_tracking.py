@@ -483,15 +483,13 @@ def test_closed_port_with_on_error_fail_raises_at_once_with_a_masked_error():
 
 
 @pytest.mark.parametrize("on_error", ["fail", "warn"])
-def test_a_failed_background_import_fails_the_start_by_the_policy(
-    capsys, monkeypatch, tmp_path, on_error
-):
+def test_a_failed_preload_fails_the_start_by_the_policy(capsys, monkeypatch, tmp_path, on_error):
     def broken(remote: bool, for_model: bool) -> None:
         raise ImportError(f"cannot import mlflow_store_x (postgresql://u:{SECRET}@h/db)")
 
     monkeypatch.setattr(tracking, "_import_tracking", broken)
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "x", on_error=on_error)
-    tracker.import_in_background()
+    tracker.preload()  # keeps the error for the first call that needs the store
     if on_error == "fail":
         with pytest.raises(TrackingError, match="starting the run.*mlflow_store_x") as raised:
             tracker.start("run")
@@ -501,17 +499,15 @@ def test_a_failed_background_import_fails_the_start_by_the_policy(
         tracker.end()
         err = capsys.readouterr().err
         assert not tracker.active and err.count("warning:") == 1 and SECRET not in err
-    assert tracker._importing is None  # waited for, once
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_importing_in_the_background_touches_no_store_until_the_run_starts(tmp_path):
+def test_preloading_touches_no_store_until_the_run_starts(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = Tracker(uri, "background")
-    tracker.import_in_background(for_model=True)
-    tracker.import_in_background()  # a second call starts no second thread
-    tracker._importing.join()
+    tracker = Tracker(uri, "preloaded")
+    tracker.preload(for_model=True)
     assert "mlflow.sklearn" in sys.modules and "skops.io" in sys.modules
+    assert "pipeline.artifacts" in sys.modules
     assert list(tmp_path.iterdir()) == []  # imports only: no database, no artifacts
     tracker.start("run")
     tracker.log_metrics({"a": 1.0})
