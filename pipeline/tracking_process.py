@@ -125,7 +125,12 @@ class TrackerProcess:
         self.active = True
         self._waiting: deque[str] = deque()  # the calls whose replies have not come yet
         self._received = b""
-        self._process, self._replies = _start_worker()
+        try:
+            self._process, self._replies = _start_worker()
+        except OSError as err:  # no interpreter to run it, no processes or pipes left
+            self._stopped = True
+            self._fail(f"MLflow tracking failed while starting its process ({uri}): {err}")
+            return
         self._stopped = False
         atexit.register(self._abandon)
         self._send("open", uri=uri, experiment=experiment, on_error=on_error, timeout=timeout,

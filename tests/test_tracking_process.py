@@ -216,3 +216,23 @@ def test_the_stage_learns_the_run_when_it_ends(tmp_path):
     tracker.end()
     run = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(tracker.run_id)
     assert run.info.status == "FINISHED" and tracker.active
+
+
+@pytest.mark.parametrize("on_error", ["warn", "fail"])
+def test_a_worker_that_cannot_start_is_a_store_that_failed(monkeypatch, capsys, on_error):
+    def no_processes(*args, **kwargs):
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(subprocess, "Popen", no_processes)
+    uri = f"http://u:{SECRET}@127.0.0.1:1"
+    if on_error == "fail":
+        with pytest.raises(TrackingError, match="starting its process.*unavailable") as raised:
+            TrackerProcess(uri, "x", on_error)
+        assert SECRET not in str(raised.value)
+        return
+    tracker = TrackerProcess(uri, "x", on_error)
+    tracker.start("run")
+    tracker.end()
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "unavailable" in err and SECRET not in err
+    assert not tracker.active and tracker.run_id is None
