@@ -80,7 +80,15 @@ def mask_secrets(value: Any) -> Any:
     """
     if not isinstance(value, str) or "://" not in value:
         return value
-    return _URL_IN_TEXT.sub(lambda match: mask_url(match.group(0)), value)
+    return _URL_IN_TEXT.sub(_mask_url_in_text, value)
+
+
+def _mask_url_in_text(match: re.Match) -> str:
+    """A URL found in a text, masked; punctuation that closes the sentence around it (as in
+    "(postgresql://...): error") is left outside, not parsed into the URL."""
+    found = match.group(0)
+    url = found.rstrip(").,:;]}")
+    return mask_url(url) + found[len(url) :]
 
 
 def mask_url(url: str) -> str:

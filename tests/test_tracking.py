@@ -80,6 +80,14 @@ def test_mask_secrets_finds_urls_inside_error_messages():
     assert "http://alice:***@h:1/api/2.0/mlflow/runs/create failed" in masked
 
 
+def test_mask_secrets_leaves_the_punctuation_after_a_url_in_a_message_alone():
+    text = "failed while starting the run (postgresql://u:pw@127.0.0.1:1/db): no psycopg"
+    assert mask_secrets(text) == (
+        "failed while starting the run (postgresql://u:***@127.0.0.1:1/db): no psycopg"
+    )
+    assert mask_secrets("see http://a:pw@h:1/x.") == "see http://a:***@h:1/x."
+
+
 def test_mask_secrets_hides_the_user_info_of_urls_it_cannot_parse():
     assert mask_secrets("mysql://u:pw@[::1/x") == "mysql://***@[::1/x"
 
