@@ -236,8 +236,8 @@ class TrackerProcess:
     def _lost(self, call: str) -> None:
         code = self._process.poll()
         self._fail(
-            f"MLflow tracking failed while sending {call} ({self.uri}): the tracking process "
-            f"ended{'' if code is None else f' (exit status {code})'}"
+            f"MLflow tracking failed during {call} ({self.uri}): the tracking process ended"
+            f"{'' if code is None else f' (exit status {code})'}"
         )
 
     def _fail(self, message: str) -> None:
