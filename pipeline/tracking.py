@@ -365,6 +365,12 @@ class Registration:
 
 
 # --- the tracker -----------------------------------------------------------------------------
+def check_on_error(on_error: str) -> None:
+    """``tracking.on_error`` is one of the two policies."""
+    if on_error not in ("warn", "fail"):
+        raise ValueError(f"tracking.on_error must be 'warn' or 'fail'; got {on_error!r}")
+
+
 class Tracker:
     """One stage's view of one MLflow run; build it with :func:`tracker_from_config`."""
 
@@ -376,8 +382,7 @@ class Tracker:
         timeout: float = 10,
         owner_pid: int | None = None,
     ):
-        if on_error not in ("warn", "fail"):
-            raise ValueError(f"tracking.on_error must be 'warn' or 'fail'; got {on_error!r}")
+        check_on_error(on_error)
         self.uri = uri
         self.experiment = experiment
         self.on_error = on_error

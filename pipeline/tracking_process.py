@@ -49,6 +49,7 @@ from pipeline.tracking import (
     Registration,
     Tracker,
     TrackingError,
+    check_on_error,
     mask_secrets,
     tracker_settings,
 )
@@ -117,8 +118,7 @@ class TrackerProcess:
         timeout: float = 10,
         for_model: bool = False,
     ) -> None:
-        if on_error not in ("warn", "fail"):
-            raise ValueError(f"tracking.on_error must be 'warn' or 'fail'; got {on_error!r}")
+        check_on_error(on_error)
         self.uri, self.experiment, self.on_error = uri, experiment, on_error
         self.run_id: str | None = None
         self.model_id: str | None = None
