@@ -60,6 +60,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink(missing_ok=True)
 
 
+def is_partial_write(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is the temporary file of an :func:`atomic_path` write in progress
+    (``.<name>.<random>.tmp`` beside its target), possibly another process's."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(".tmp")
+
+
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike) -> Iterator[None]:
     """An exclusive ``flock`` on ``path`` for the block (the kernel releases it if the holder

@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
-from pipeline.io import file_lock
+from pipeline.io import file_lock, is_partial_write
 
 MAX_PARAM_LENGTH = 6000
 # pyproject's [project] name: the distribution a logged model requires (tests check that it
@@ -629,14 +629,28 @@ class Tracker:
                 client.log_batch(self.run_id, metrics=batch[start : start + 1000])
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        """A file, or a directory's files (under ``artifact_path``, as MLflow's
+        ``log_artifacts`` places them)."""
         if not self.active or self.run_id is None:
             return
         with self._guard(f"logging {path}"):
             client = self._open()
             if Path(path).is_dir():
-                client.log_artifacts(self.run_id, str(path), artifact_path)
+                self._log_directory(client, Path(path), artifact_path)
             else:
                 client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def _log_directory(self, client, directory: Path, artifact_path: str | None) -> None:
+        """File by file, without the temporary files of writes in progress: another process
+        may be writing into the directory (searches sharing ``paths.search``), and a file
+        listed, then renamed over its target before it is copied, is gone."""
+        for file in sorted(directory.rglob("*")):
+            if not file.is_file() or is_partial_write(file):
+                continue
+            subdirectory = file.parent.relative_to(directory).as_posix()
+            parts = [p for p in (artifact_path, subdirectory) if p and p != "."]
+            with contextlib.suppress(FileNotFoundError):  # removed since it was listed
+                client.log_artifact(self.run_id, str(file), "/".join(parts) or None)
 
     def log_model(self, estimator, X_example: np.ndarray) -> None:
         """The estimator as an MLflow sklearn model, linked to the run as its output: skops

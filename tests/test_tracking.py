@@ -292,6 +292,48 @@ def test_resumed_run_keeps_its_params_and_finishes_again(logged_run, store):
     assert run.data.params["seed"] == "3" and run.data.params["evaluate.grid"] == "9"
 
 
+def test_a_directory_is_logged_without_writes_in_progress(store, tmp_path, monkeypatch):
+    """Searches sharing paths.search write into it while one logs it: the temporary files
+    of atomic writes are left out, and a file gone since it was listed is skipped."""
+    uri, _ = store
+    directory = tmp_path / "search"
+    (directory / "plots").mkdir(parents=True)
+    (directory / "best_params.yaml").write_text("a: 1\n")
+    (directory / "plots" / "contour.png").write_bytes(b"png")
+    (directory / "plots" / ".contour.png.xvy_donf.tmp").write_bytes(b"partial")
+    (directory / "trials.csv").write_text("number\n")
+    tracker = Tracker(uri, "directories")
+    tracker.start("run")
+    client = tracker._open()
+    send = client.log_artifact
+
+    def log_racing(run_id, local, artifact_path=None):
+        if local.endswith("contour.png"):
+            Path(local).unlink()  # gone after it was listed, before it was copied
+        send(run_id, local, artifact_path)
+
+    monkeypatch.setattr(client, "log_artifact", log_racing)
+    tracker.log_artifact(directory, "search")
+    monkeypatch.setattr(client, "log_artifact", send)
+    tracker.log_artifact(directory)  # no artifact path: the files at the run's root
+    tracker.end()
+    assert tracker.active  # no warning: nothing failed
+    listed = MlflowClient(uri).list_artifacts
+
+    def files(path=None):
+        found = []
+        for info in listed(tracker.run_id, path):
+            found += files(info.path) if info.is_dir else [info.path]
+        return found
+
+    assert sorted(files()) == [
+        "best_params.yaml",
+        "search/best_params.yaml",
+        "search/trials.csv",
+        "trials.csv",
+    ]
+
+
 def test_null_tracker_does_nothing(tmp_path):
     tracker = NullTracker()
     tracker.start("x")
