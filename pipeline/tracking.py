@@ -395,7 +395,7 @@ class Tracker:
         self.model_id: str | None = None
         self.active = True
         self._client: _DeadlineClient | None = None
-        self._epochs: list = []  # epoch metrics not sent yet (see epoch_logger)
+        self._epochs: list = []  # epoch metrics not sent yet (see log_epoch)
         self._epochs_sent = time.monotonic()
         self._import_error: BaseException | None = None  # see preload
 
