@@ -328,6 +328,8 @@ def test_augment_needs_prepare_first(tmp_path):
         ({"X": np.zeros((4, 8, 8), np.float32), "y": np.zeros(3, np.int64)}, "y must be int64"),
         ({"X": np.full((4, 8, 8), 2, np.float32), "y": np.zeros(4, np.int64)}, r"\[0, 1\]"),
         ({"X": np.zeros((4, 8, 8), np.float32)}, r"missing arrays \['y'\]"),
+        ({"X": np.zeros((4, 0, 0), np.float32), "y": np.zeros(4, np.int64)}, "no pixels"),
+        ({"X": np.zeros((4, 8, 0), np.float32), "y": np.zeros(4, np.int64)}, "no pixels"),
     ],
 )
 def test_augment_refuses_a_bad_training_set(tmp_path, arrays, message):

@@ -67,6 +67,8 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     if len(data) < header:
         raise DataError(f"{name}: truncated IDX header ({len(data)} of {header} bytes)")
     dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if 0 in dims[1:]:  # the first dimension counts items: 0 items is the caller's to judge
+        raise DataError(f"{name}: an item dimension is 0 in dimensions {dims}")
     dtype = IDX_DTYPES[code]
     count = math.prod(dims)
     expected = header + count * dtype.itemsize

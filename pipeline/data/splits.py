@@ -28,6 +28,8 @@ def load_images(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         raise ArtifactError(f"{path}: y must be int64 of length {len(X)}, got {y.dtype} {y.shape}")
     if len(X) == 0:
         raise ArtifactError(f"{path}: holds no images")
+    if 0 in X.shape[1:]:
+        raise ArtifactError(f"{path}: images of shape {X.shape[1:]}: no pixels")
     if not np.isfinite(X).all() or X.min() < 0 or X.max() > 1:
         raise ArtifactError(f"{path}: X must lie in [0, 1]")
     if y.min() < 0:

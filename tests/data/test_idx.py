@@ -67,6 +67,8 @@ def _header(code: int, dims: tuple[int, ...]) -> bytes:
         (_header(8, (2, 28, 28)) + bytes(2 * 28 * 28 - 1), r"truncated: dimensions \(2, 28, 28\)"),
         (_header(8, (3,)) + bytes(4), "1 unexpected bytes after"),
         (_header(0x0B, (3,)) + bytes(5), "truncated"),
+        (_header(8, (300, 0, 0)), r"an item dimension is 0 in dimensions \(300, 0, 0\)"),
+        (_header(8, (300, 20, 0)), r"an item dimension is 0 in dimensions \(300, 20, 0\)"),
     ],
 )
 def test_corrupt_files_name_the_file(tmp_path, data, message):
