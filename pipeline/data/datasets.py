@@ -161,6 +161,12 @@ def _load_idx_dataset(cfg: Mapping[str, Any], seed: int, cache_dir: Path) -> Pre
     train_X, train_y = _read_pair(paths["train_images"], paths["train_labels"], n_classes)
     test_X, test_y = _read_pair(paths["test_images"], paths["test_labels"], n_classes)
     _check_image_shapes(cfg.get("image_shape"), paths, train_X, test_X)
+    unseen = np.setdiff1d(test_y, train_y)
+    if unseen.size:
+        raise DataError(
+            f"{paths['test_labels']}: labels {unseen[:10].tolist()} that no training image "
+            f"has ({paths['train_labels']}): no model trained on them could predict these"
+        )
     split = cfg["split"]
     n_val = _count(split["val"], len(train_y), "data.split.val")
     X_train, y_train, X_val, y_val = _stratified_split(

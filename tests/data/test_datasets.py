@@ -202,6 +202,15 @@ def test_bad_idx_data_names_the_file(tmp_path, role, array, message):
     assert bad in str(info.value)
 
 
+def test_a_test_class_absent_from_training_is_refused(tmp_path):
+    files = make_idx_dataset(tmp_path, gz=False)
+    write_idx(files["train_labels"], (np.arange(120) % 3).astype(np.uint8))
+    cfg = data_cfg("idx", path=str(tmp_path), n_classes=10)
+    with pytest.raises(DataError, match=r"labels \[3, 4, 5, 6, 7, 8, 9\] that no training") as info:
+        checked_load(cfg, seed=0, cache_dir=tmp_path / "cache")
+    assert str(info.value).startswith(str(files["test_labels"]))
+
+
 def test_image_shape_checked(tmp_path):
     make_idx_dataset(tmp_path, shape=(8, 8))
     cfg = data_cfg("mnist", path=str(tmp_path), split={"val": 20})
