@@ -12,6 +12,7 @@ of it into the MLflow run that train started.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from omegaconf import DictConfig
@@ -29,6 +30,10 @@ from pipeline.tracking import (
 )
 from pipeline.tracking_process import TrackerProcess, tracker_process_from_config
 
+if TYPE_CHECKING:  # scikit-learn loads in run(), not on import
+    from pipeline.estimators import CNNClassifier, MLPClassifier
+    from pipeline.factory import Split
+
 
 def training_set_size(cfg: DictConfig, meta: dict) -> int:
     """Images the model trained on: the augmented set when augment wrote one."""
@@ -43,6 +48,51 @@ def training_run(cfg: DictConfig) -> dict:
     tracked) and where its training values came from (defaults when the file is absent)."""
     run_file = Path(cfg.paths.run)
     return read_checked(run_file, RunFile) if run_file.is_file() else {"run_id": None}
+
+
+def check_model_fits(
+    cfg: DictConfig, train_run: dict, estimator: MLPClassifier | CNNClassifier, test: Split
+) -> None:
+    """Refuse to score a model that does not belong to this config and these test images:
+    one trained as another model or on another prepared dataset (per ``${paths.run}``,
+    when train recorded it), one whose input is another image shape, or test labels the
+    model never saw in training. (Run by hand, a stage can meet any of these.)"""
+    model_file = f"{cfg.paths.model}.npz"
+    trained_as = train_run.get("model")
+    if trained_as is not None and trained_as != cfg.model.name:
+        raise ArtifactError(
+            f"{model_file}: trained as model={trained_as} (per {cfg.paths.run}), "
+            f"but this evaluate has model={cfg.model.name}"
+        )
+    prepared_meta = Path(cfg.paths.prepared) / "meta.json"
+    trained_on = train_run.get("prepared_meta_sha256")
+    if trained_on is not None and trained_on != file_checksum(prepared_meta):
+        raise ArtifactError(
+            f"{model_file}: trained on another prepared dataset than the one in "
+            f"{prepared_meta.parent} now ({prepared_meta} changed since); run "
+            "`python -m pipeline.train` again"
+        )
+    test_file = Path(cfg.paths.prepared) / "test.npz"
+    input_shape = getattr(estimator, "image_shape", None)
+    if input_shape is not None and tuple(input_shape) not in (
+        test.image_shape,
+        (*test.image_shape, 1),
+    ):
+        raise ArtifactError(
+            f"{test_file}: images of shape {test.image_shape}, but {model_file} takes "
+            f"{tuple(input_shape)}"
+        )
+    if estimator.n_features_in_ != test.X.shape[1]:
+        raise ArtifactError(
+            f"{test_file}: images of {test.X.shape[1]} pixels, but {model_file} takes "
+            f"{estimator.n_features_in_}"
+        )
+    unseen = np.setdiff1d(test.y, estimator.classes_)
+    if unseen.size:
+        raise ArtifactError(
+            f"{test_file}: labels {unseen[:10].tolist()} that {model_file} never saw in "
+            f"training (its classes: {estimator.classes_.tolist()})"
+        )
 
 
 def values_source(run: dict) -> str | None:
@@ -98,6 +148,7 @@ def run(cfg: DictConfig) -> dict:
     meta = dataset_meta(cfg)
     history = read_history(paths.history)
     train_run = training_run(cfg)
+    check_model_fits(cfg, train_run, estimator, test)
     run_id = train_run["run_id"]
     n_train = training_set_size(cfg, meta)
 

@@ -10,9 +10,10 @@ from omegaconf import DictConfig
 
 from pipeline.artifacts import ESTIMATOR_CLASSES
 from pipeline.config import to_container
-from pipeline.config.files import PreparedMeta, read_checked
+from pipeline.config.files import AugmentedMeta, PreparedMeta, read_checked
 from pipeline.data.splits import load_images
 from pipeline.estimators import CNNClassifier, MLPClassifier
+from pipeline.io import ArtifactError, file_checksum
 
 MODEL_DESCRIPTION_KEYS = ("name", "estimator")  # which network, not how it is built
 
@@ -37,6 +38,31 @@ def load_split(path: str | Path) -> Split:
     """A split written by prepare or augment, checked (:func:`data.splits.load_images`)."""
     images, y = load_images(path)
     return Split(np.ascontiguousarray(images), y)
+
+
+def training_splits(cfg: DictConfig) -> tuple[Split, Split]:
+    """The augmented training split and the prepared validation split, checked to belong
+    together: augment made the training split from the prepared training split in place
+    now (its meta.json records that file's checksum), and the images match in shape. A
+    stage run by hand after a new ``prepare`` would otherwise train on the old images."""
+    augmented, prepared = Path(cfg.paths.augmented), Path(cfg.paths.prepared)
+    train = load_split(augmented / "train.npz")
+    val = load_split(prepared / "val.npz")
+    meta_path = augmented / "meta.json"
+    if not meta_path.is_file():
+        raise ArtifactError(f"{meta_path}: file not found; run `python -m pipeline.augment`")
+    source = read_checked(meta_path, AugmentedMeta)["input_sha256"]
+    if source != file_checksum(prepared / "train.npz"):
+        raise ArtifactError(
+            f"{augmented / 'train.npz'}: augmented from another {prepared / 'train.npz'} than "
+            "the one there now (checksums differ); run `python -m pipeline.augment` again"
+        )
+    if val.image_shape != train.image_shape:
+        raise ArtifactError(
+            f"{prepared / 'val.npz'}: images of shape {val.image_shape}, but the training "
+            f"images are {train.image_shape}"
+        )
+    return train, val
 
 
 def dataset_meta(cfg: DictConfig) -> dict:

@@ -68,11 +68,11 @@ def run(cfg: DictConfig) -> dict:
     tracker = tracker_process_from_config(cfg, for_model=cfg.tracking.log_model)
     # scikit-learn and the networks load here, not on import: `--help` answers at once.
     from pipeline.artifacts import save_model
-    from pipeline.factory import build_estimator, dataset_meta, load_split
+    from pipeline.factory import build_estimator, dataset_meta, training_splits
 
-    train = load_split(Path(paths.augmented) / "train.npz")
-    val = load_split(Path(paths.prepared) / "val.npz")
+    train, val = training_splits(cfg)
     meta = dataset_meta(cfg)
+    prepared_meta_checksum = file_checksum(Path(paths.prepared) / "meta.json")
     estimator = build_estimator(cfg, train.image_shape)
 
     tracker.start(
@@ -137,6 +137,8 @@ def run(cfg: DictConfig) -> dict:
             "tracking_uri": mask_secrets(tracker.uri) if tracker.active else None,
             "experiment": tracker.experiment if tracker.active else None,
             **provenance,
+            "model": cfg.model.name,
+            "prepared_meta_sha256": prepared_meta_checksum,
         },
     )
     print(

@@ -17,6 +17,7 @@ from pipeline.artifacts import load_model
 from pipeline.config import compose_config
 from pipeline.errors import ConfigError
 from pipeline.estimators import DivergenceError
+from pipeline.io import ArtifactError, file_checksum, save_arrays
 from tests.conftest import stage_overrides
 from tests.environ import child_environment
 
@@ -48,6 +49,8 @@ def test_train_writes_model_history_and_run(trained):
     assert "grad_norm_dense1" in history[0] and len(history) == 1 + 4
     run = json.loads(Path(cfg.paths.run).read_text())
     assert run["run_id"] == summary["run_id"]
+    assert run["model"] == "mlp"
+    assert run["prepared_meta_sha256"] == file_checksum(Path(cfg.paths.prepared) / "meta.json")
 
 
 def test_evaluate_metrics_and_reports(trained):
@@ -172,3 +175,66 @@ def test_missing_training_data_with_tracking_on_is_one_line_and_creates_no_store
         "`python -m pipeline.augment` first"
     ]
     assert not list(tmp_path.rglob("mlflow.db"))
+
+
+def _stage_files(root: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_train_refuses_an_augmented_set_made_from_other_prepared_data(tmp_path):
+    cfg = compose_config(stage_overrides(tmp_path, *FAST_MLP, "tracking=off"))
+    prepare.run(cfg)
+    augment.run(cfg)
+    prepare.run(compose_config(stage_overrides(tmp_path, *FAST_MLP, "tracking=off", "seed=7")))
+    with pytest.raises(ArtifactError, match="augmented from another .*prepared/train.npz"):
+        train.run(cfg)
+    (tmp_path / "data/augmented/meta.json").unlink()
+    with pytest.raises(ArtifactError, match="augmented/meta.json: file not found; run"):
+        train.run(cfg)
+    assert not (tmp_path / "models" / "model.npz").exists()
+
+
+def test_evaluate_refuses_a_model_that_is_not_this_configs(tmp_path):
+    cfg = compose_config(stage_overrides(tmp_path, *FAST_MLP, "train.epochs=1", "tracking=off"))
+    prepare.run(cfg)
+    augment.run(cfg)
+    train.run(cfg)
+    before = _stage_files(tmp_path)
+    other_model = compose_config(
+        stage_overrides(tmp_path, "data=digits", "augment=none", "model=ch1", "tracking=off")
+    )
+    with pytest.raises(ArtifactError, match="trained as model=mlp .* this evaluate has model=ch1"):
+        evaluate.run(other_model)
+
+    test_file = tmp_path / "data/prepared/test.npz"
+    X, y = np.load(test_file)["X"], np.load(test_file)["y"]
+    save_arrays(test_file, X=X, y=np.where(y == 3, 12, y))
+    with pytest.raises(ArtifactError, match=r"labels \[12\] that .*model.npz never saw"):
+        evaluate.run(cfg)
+    save_arrays(test_file, X=X[:, :4], y=y)
+    with pytest.raises(ArtifactError, match="images of 32 pixels, but .*model.npz takes 64"):
+        evaluate.run(cfg)
+    save_arrays(test_file, X=X, y=y)
+    assert _stage_files(tmp_path) == before
+
+    prepare.run(compose_config(stage_overrides(tmp_path, *FAST_MLP, "tracking=off", "seed=7")))
+    with pytest.raises(ArtifactError, match="trained on another prepared dataset"):
+        evaluate.run(cfg)
+    assert not (tmp_path / "reports/metrics.json").exists()
+
+
+def test_evaluate_refuses_a_cnn_for_other_image_shapes(tmp_path):
+    cfg = compose_config(
+        stage_overrides(
+            tmp_path, "data=digits", "augment=none", "model=cnn", "model.conv_layers=[[4,3,2]]",
+            "train.epochs=1", "tracking=off", "train.use_search=false",
+        )
+    )  # fmt: skip
+    prepare.run(cfg)
+    augment.run(cfg)
+    train.run(cfg)
+    test_file = tmp_path / "data/prepared/test.npz"
+    X, y = np.load(test_file)["X"], np.load(test_file)["y"]
+    save_arrays(test_file, X=X.reshape(len(X), 4, 16), y=y)  # as many pixels, another shape
+    with pytest.raises(ArtifactError, match=r"images of shape \(4, 16\), but .* takes \(8, 8\)"):
+        evaluate.run(cfg)

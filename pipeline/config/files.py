@@ -68,6 +68,11 @@ class RunFile:
     experiment: str | None = None
     params_source: str | None = None  # None: written by a train that did not record it
     search: dict[str, Any] | None = None
+    # What the model was trained as and on (None: a train that did not record them): the
+    # model config's name and the sha256 of ${paths.prepared}/meta.json, which evaluate
+    # compares with its own config and data.
+    model: str | None = None
+    prepared_meta_sha256: str | None = None
 
 
 Schema = TypeVar("Schema")

@@ -4,7 +4,6 @@ accuracy after every epoch (the pruner's resource is epochs), return the best of
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import optuna
@@ -12,7 +11,7 @@ from omegaconf import DictConfig
 from threadpoolctl import threadpool_limits
 
 from pipeline.estimators import DivergenceError
-from pipeline.factory import build_estimator, load_split
+from pipeline.factory import build_estimator, training_splits
 from pipeline.search.recovery import WORKER_ATTR, worker_identity
 from pipeline.search.space import estimator_overrides, suggest
 from pipeline.tracking import tracker_from_config
@@ -34,8 +33,7 @@ class Objective:
         self.space = space
         self.parent_run_id = parent_run_id
         self.tracker = tracker_from_config(cfg)
-        train = load_split(Path(cfg.paths.augmented) / "train.npz")
-        val = load_split(Path(cfg.paths.prepared) / "val.npz")
+        train, val = training_splits(cfg)
         limit = cfg.search.max_train_samples
         rows = np.arange(len(train.y))
         if limit and limit < len(rows):
