@@ -138,6 +138,19 @@ def _fitted_value(name: str, value: Any) -> Any:
     return value
 
 
+def _feature_names(names: Any, n_features: int) -> np.ndarray:
+    """Saved column names, checked: ``n_features`` strings, as ``feature_names_in_``."""
+    if (
+        not isinstance(names, list)
+        or len(names) != n_features
+        or not all(isinstance(name, str) for name in names)
+    ):
+        raise ValueError(
+            f"feature_names_in: expected {n_features} column names, got {str(names)[:60]}"
+        )
+    return np.asarray(names, dtype=object)
+
+
 @dataclass(frozen=True)
 class _LayerSpec:
     """One layer of a network plan: built into a :class:`Layer` or sized without allocating.
@@ -184,7 +197,7 @@ class _Transaction:
     def __init__(self, estimator: _NetworkEstimator) -> None:
         self.estimator = estimator
         self.kept = False
-        names = (*estimator._fitted_attributes, *estimator._runtime_attributes)
+        names = estimator._all_attributes()
         self.saved = {name: getattr(estimator, name) for name in names if hasattr(estimator, name)}
         self.curves = {
             name: copy.deepcopy(value)
@@ -257,8 +270,11 @@ class _NetworkEstimator(BaseEstimator):
     )
     # Fitted attributes that _set_state restores before building the network.
     _target_attributes: tuple[str, ...] = ("n_features_in_",)
+    # Fitted attributes that only some fits set (the column names of a DataFrame X, as
+    # scikit-learn's validate_data records them): saved when set.
+    _optional_attributes: tuple[str, ...] = ("feature_names_in_",)
     # Derived from the parameters and the fitted attributes, never saved.
-    _runtime_attributes: tuple[str, ...] = ("network_", "_rng", "_input_shape", "feature_names_in_")
+    _runtime_attributes: tuple[str, ...] = ("network_", "_rng", "_input_shape")
 
     # --- task: defined by the classifier and the regressor ---------------------------------
     def _output_activation_name(self) -> str:
@@ -346,9 +362,13 @@ class _NetworkEstimator(BaseEstimator):
 
     def _forget_fit(self) -> None:
         """Remove the learned state, so that the estimator is unfitted again."""
-        for name in (*self._fitted_attributes, *self._runtime_attributes):
+        for name in self._all_attributes():
             if hasattr(self, name):
                 delattr(self, name)
+
+    @classmethod
+    def _all_attributes(cls) -> tuple[str, ...]:
+        return (*cls._fitted_attributes, *cls._optional_attributes, *cls._runtime_attributes)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[_Transaction]:
@@ -370,6 +390,8 @@ class _NetworkEstimator(BaseEstimator):
         """
         check_is_fitted(self)
         state = {name.rstrip("_"): self._attribute_json(name) for name in self._fitted_attributes}
+        if hasattr(self, "feature_names_in_"):
+            state["feature_names_in"] = [str(name) for name in self.feature_names_in_]
         return state, self.network_.get_state()
 
     def _attribute_json(self, name: str) -> Any:
@@ -394,6 +416,9 @@ class _NetworkEstimator(BaseEstimator):
             n_features = _whole_number(state["n_features_in"], "n_features_in", state)
             if n_features < 1:
                 raise ValueError(f"n_features_in: {n_features} must be >= 1")
+            names = state.get("feature_names_in")
+            if names is not None:
+                self.feature_names_in_ = _feature_names(names, n_features)
             self._check_arrays(self._parameter_shapes(n_features, self._n_outputs()), arrays)
             self._initialize(n_features)
             values = {name: np.asarray(array) for name, array in arrays.items()}

@@ -121,6 +121,30 @@ def test_tampered_model_files_are_refused(data, tmp_path):
         load_model(tmp_path / "m")
 
 
+def test_column_names_survive_the_model_files(data, tmp_path):
+    pd = pytest.importorskip("pandas")
+    X, y = data
+    frame = pd.DataFrame(X[:, :6], columns=[f"px{i}" for i in range(6)])
+    model = MLPClassifier(hidden_layer_sizes=(8,), epochs=1, random_state=0).fit(frame, y)
+    save_model(model, tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert loaded.feature_names_in_.tolist() == [f"px{i}" for i in range(6)]
+    np.testing.assert_array_equal(loaded.predict(frame), model.predict(frame))
+    with pytest.raises(ValueError, match="feature names"):
+        loaded.predict(frame[frame.columns[::-1]])
+
+    meta = json.loads((tmp_path / "m.json").read_text())
+    for names in (["px0"], [0, 1, 2, 3, 4, 5], "px0"):
+        (tmp_path / "m.json").write_text(json.dumps(dict(meta, feature_names_in=names)))
+        with pytest.raises(ArtifactError, match="feature_names_in: expected 6 column names"):
+            load_model(tmp_path / "m")
+
+    plain = MLPClassifier(hidden_layer_sizes=(8,), epochs=1, random_state=0).fit(X, y)
+    save_model(plain, tmp_path / "plain")
+    assert "feature_names_in" not in json.loads((tmp_path / "plain.json").read_text())
+    assert not hasattr(load_model(tmp_path / "plain"), "feature_names_in_")
+
+
 def test_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(ArtifactError, match="nothing.json: file not found"):
         load_model(tmp_path / "nothing")
