@@ -386,7 +386,8 @@ class _NetworkEstimator(BaseEstimator):
         """(the fitted attributes as JSON values, the network's parameter arrays).
 
         The first maps each name of ``_fitted_attributes`` without its trailing underscore
-        ("n_iter", "loss_curve", ...) to its value; :meth:`_set_state` takes both back.
+        ("n_iter", "loss_curve", ...) to its value, and ``feature_names_in`` to the column
+        names when the fit recorded them; :meth:`_set_state` takes both back.
         """
         check_is_fitted(self)
         state = {name.rstrip("_"): self._attribute_json(name) for name in self._fitted_attributes}
