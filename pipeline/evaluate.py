@@ -50,6 +50,17 @@ def training_run(cfg: DictConfig) -> dict:
     return read_checked(run_file, RunFile) if run_file.is_file() else {"run_id": None}
 
 
+def class_labels(labels: list[int], class_names: list[str] | None) -> list[str]:
+    """How the reports show each class: "3 (Dress)" where the dataset names its classes
+    (``data.class_names``, indexed by label), else the label."""
+    if class_names is None:
+        return [str(label) for label in labels]
+    return [
+        f"{label} ({class_names[label]})" if 0 <= label < len(class_names) else str(label)
+        for label in labels
+    ]
+
+
 def check_model_fits(
     cfg: DictConfig, train_run: dict, estimator: MLPClassifier | CNNClassifier, test: Split
 ) -> None:
@@ -172,13 +183,21 @@ def run(cfg: DictConfig) -> dict:
     per_class = classification_report(
         test.y, y_pred, labels=labels, output_dict=True, zero_division=0
     )
-    per_class_rows = {str(label): per_class[str(label)] for label in labels}
+    names = meta.get("class_names")
+    shown = class_labels(labels, names)
+    per_class_rows = {
+        name: per_class[str(label)] for label, name in zip(labels, shown, strict=True)
+    }
 
     plots = {
         "learning_curves": reports.plot_learning_curves(history, plots_dir / "learning_curves.png"),
         "gradient_norms": reports.plot_gradient_norms(history, plots_dir / "gradient_norms.png"),
         "confusion_matrix": reports.plot_confusion_matrix(
-            test.y, y_pred, labels, plots_dir / "confusion_matrix.png"
+            test.y,
+            y_pred,
+            labels,
+            plots_dir / "confusion_matrix.png",
+            display_labels=shown if names else None,
         ),
         "misclassified": reports.plot_misclassified(
             test.images,

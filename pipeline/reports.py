@@ -68,11 +68,24 @@ def plot_gradient_norms(history: list[dict], path: str | os.PathLike) -> Path | 
 
 
 def plot_confusion_matrix(
-    y_true: np.ndarray, y_pred: np.ndarray, labels: list, path: str | os.PathLike
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    labels: list,
+    path: str | os.PathLike,
+    display_labels: list[str] | None = None,
 ) -> Path:
+    """The test set's confusion matrix; the axes show ``display_labels`` (e.g. the
+    dataset's class names) in place of ``labels`` when given."""
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     ConfusionMatrixDisplay.from_predictions(
-        y_true, y_pred, labels=labels, ax=ax, colorbar=False, cmap="Blues"
+        y_true,
+        y_pred,
+        labels=labels,
+        display_labels=display_labels,
+        ax=ax,
+        colorbar=False,
+        cmap="Blues",
+        xticks_rotation="horizontal" if display_labels is None else "vertical",
     )
     ax.set_title("Confusion matrix (test set)")
     return save_figure(fig, path)

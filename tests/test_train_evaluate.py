@@ -238,3 +238,20 @@ def test_evaluate_refuses_a_cnn_for_other_image_shapes(tmp_path):
     save_arrays(test_file, X=X.reshape(len(X), 4, 16), y=y)  # as many pixels, another shape
     with pytest.raises(ArtifactError, match=r"images of shape \(4, 16\), but .* takes \(8, 8\)"):
         evaluate.run(cfg)
+
+
+def test_reports_name_the_classes_the_dataset_names(tmp_path):
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    overrides = [*FAST_MLP, "train.epochs=1", "tracking=off"]
+    cfg = compose_config(
+        stage_overrides(tmp_path, *overrides, f"+data.class_names=[{','.join(names)}]")
+    )
+    prepare.run(cfg)
+    assert json.loads((tmp_path / "data/prepared/meta.json").read_text())["class_names"] == names
+    augment.run(cfg)
+    train.run(cfg)
+    evaluate.run(cfg)
+    report = Path(cfg.paths.evaluation).read_text()
+    assert "| 3 (three) |" in report and "| 9 (nine) |" in report
+    per_class = json.loads((Path(cfg.paths.reports) / "classification_report.json").read_text())
+    assert "3" in per_class  # the machine-readable files keep the labels

@@ -147,6 +147,7 @@ def _split_pool(
         n_classes=10,
         input_checksums={key: file_checksum(path) for key, path in input_files.items()},
         seed=seed,
+        class_names=_class_names(cfg, 10),
         split_config=dict(split),
     )
 
@@ -176,11 +177,7 @@ def _load_idx_dataset(cfg: Mapping[str, Any], seed: int, cache_dir: Path) -> Pre
         seed,
         "data.split.val",
     )
-    class_names = cfg.get("class_names")
-    if class_names is not None and len(class_names) != n_classes:
-        raise ConfigError(
-            f"data.class_names: {len(class_names)} names for data.n_classes={n_classes}"
-        )
+    class_names = _class_names(cfg, n_classes)
     return PreparedData(
         name=cfg["name"],
         source=source,
@@ -192,7 +189,7 @@ def _load_idx_dataset(cfg: Mapping[str, Any], seed: int, cache_dir: Path) -> Pre
         n_classes=n_classes,
         input_checksums={path.name: file_checksum(path) for path in paths.values()},
         seed=seed,
-        class_names=None if class_names is None else [str(c) for c in class_names],
+        class_names=class_names,
         split_config=dict(split),
     )
 
@@ -310,6 +307,16 @@ def _check_image_shapes(
 
 
 # --- shared helpers -------------------------------------------------------------------------
+def _class_names(cfg: Mapping[str, Any], n_classes: int) -> list[str] | None:
+    """``data.class_names`` as strings, one per class (label i is named class_names[i])."""
+    names = cfg.get("class_names")
+    if names is None:
+        return None
+    if len(names) != n_classes:
+        raise ConfigError(f"data.class_names: {len(names)} names for {n_classes} classes")
+    return [str(name) for name in names]
+
+
 def _scale(images: np.ndarray, max_value: int) -> np.ndarray:
     """Unsigned-byte pixels 0..max_value as float32 in [0, 1], without a float64 copy."""
     return _as_images(np.divide(images, max_value, dtype=np.float32))
