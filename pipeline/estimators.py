@@ -307,6 +307,12 @@ class _NetworkEstimator(BaseEstimator):
     def _stratify(self, Y: np.ndarray, n_val: int) -> np.ndarray | None:
         return None
 
+    # The fewest validation samples the score is defined on.
+    _MIN_VALIDATION_SAMPLES = 1
+
+    def _check_training_part(self, Y_train: np.ndarray, n: int) -> None:
+        """Refuse a training part of the early-stopping split that cannot be learned from."""
+
     # --- construction ----------------------------------------------------------------------
     def _hidden_sizes(self) -> list[int]:
         sizes = self.hidden_layer_sizes
@@ -469,6 +475,11 @@ class _NetworkEstimator(BaseEstimator):
             raise ValueError(
                 f"validation_data: y_val must have {len(X_val)} rows; got shape {y_val.shape}"
             )
+        if len(y_val) < self._MIN_VALIDATION_SAMPLES:
+            raise ValueError(
+                f"validation_data: {len(y_val)} sample(s); the validation score needs at "
+                f"least {self._MIN_VALIDATION_SAMPLES}"
+            )
         return self._network_input(X_val), self._targets(y_val, "y_val")
 
     # Integer parameters: sklearn's Integral constraint lets True and False through.
@@ -523,15 +534,17 @@ class _NetworkEstimator(BaseEstimator):
 
     def _split_validation(self, X: np.ndarray, Y: np.ndarray):
         n_val = math.ceil(self.validation_fraction * len(X))
-        if n_val < 1 or len(X) - n_val < 1:
+        if n_val < self._MIN_VALIDATION_SAMPLES or len(X) - n_val < 1:
             raise ValueError(
-                f"validation_fraction={self.validation_fraction} leaves no training or no "
-                f"validation samples out of {len(X)}"
+                f"validation_fraction={self.validation_fraction} leaves {len(X) - n_val} "
+                f"training and {n_val} validation samples out of {len(X)}; early stopping "
+                f"needs at least 1 and {self._MIN_VALIDATION_SAMPLES}"
             )
         seed = int(self._rng.integers(2**31 - 1))
         X_tr, X_val, Y_tr, Y_val = train_test_split(
             X, Y, test_size=n_val, stratify=self._stratify(Y, n_val), random_state=seed
         )
+        self._check_training_part(Y_tr, len(X))
         return X_tr, Y_tr, (self._network_input(X_val), Y_val)
 
     def _partial_fit(self, X, y, classes, validation_data, callbacks):
@@ -789,6 +802,14 @@ class _NetworkClassifier(ClassifierMixin, _NetworkEstimator):
         idx = Y.argmax(axis=1)
         counts = np.bincount(idx)
         return idx if counts[counts > 0].min() >= 2 and n_val >= len(counts) else None
+
+    def _check_training_part(self, Y_train: np.ndarray, n: int) -> None:
+        if len(np.unique(Y_train.argmax(axis=1))) < 2:
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} leaves {len(Y_train)} "
+                f"training sample(s) of {n}, all of one class: too few to learn from; pass "
+                "more samples, a smaller validation_fraction or early_stopping=False"
+            )
 
     def _attribute_json(self, name: str) -> Any:
         if name == "classes_":
@@ -1238,6 +1259,8 @@ class MLPRegressor(RegressorMixin, _NetworkEstimator):
         if not np.isfinite(Y).all():
             raise ValueError(f"{what} contains NaN or infinity")
         return Y
+
+    _MIN_VALIDATION_SAMPLES = 2  # R^2 is undefined on one sample
 
     def _score_outputs(self, A: np.ndarray, Y: np.ndarray) -> float:
         if not np.isfinite(A).all():

@@ -292,6 +292,21 @@ def test_bad_validation_data(digits):
         MLPClassifier(epochs=1).fit(X_tr, y_tr, validation_data=(X_te, y_te[:-1]))
 
 
+def test_an_early_stopping_split_that_leaves_nothing_to_learn_or_score_is_refused(digits):
+    X_tr, _, y_tr, _ = digits
+    with pytest.raises(ValueError, match="leaves 1 training sample.* all of one class"):
+        MLPClassifier(early_stopping=True).fit(X_tr[:2], [0, 1])
+    y_real = y_tr.astype(float)
+    with pytest.raises(ValueError, match="leaves 1 training and 1 validation samples out of 2"):
+        MLPRegressor(early_stopping=True).fit(X_tr[:2], y_real[:2])
+    with pytest.raises(ValueError, match=r"validation_data: 1 sample\(s\); .* at least 2"):
+        MLPRegressor(epochs=1).fit(X_tr[:20], y_real[:20], validation_data=(X_tr[:1], y_real[:1]))
+    regressor = MLPRegressor(early_stopping=True, epochs=2, random_state=0).fit(
+        X_tr[:20], y_real[:20]
+    )
+    assert np.isfinite(regressor.validation_scores_).all()  # 2 validation samples: R^2 defined
+
+
 # --- sklearn composition --------------------------------------------------------------------------
 def test_pipeline_gridsearch_cross_val_clone(digits):
     X_tr, _, y_tr, _ = digits

@@ -432,7 +432,7 @@ PARAMS = [
     param("validation_fraction", 0),
     param("validation_fraction", 1),
     param("validation_fraction", 0.999, error=ValueError, early_stopping=True,
-          match=r"validation_fraction=0.999 leaves no training or no validation samples out "
+          match=r"validation_fraction=0.999 leaves 0 training and 200 validation samples out "
                 r"of 200"),
     param("n_iter_no_change", 0),
     param("learning_rate_schedule", "cosine"),
