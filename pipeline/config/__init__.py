@@ -132,7 +132,7 @@ def stage_main(run: Callable[[DictConfig], Any], errors: tuple[type[Exception], 
     if getattr(run, "__module__", None) == "__main__":  # the stage's own process
         quick_exit.register()
     if any(arg in HELP_FLAGS for arg in argv):
-        print(stage_help(sys.modules[run.__module__], conf_dir()))
+        _print_help(stage_help(sys.modules[run.__module__], conf_dir()))
         sys.exit(0)
     if argv[:1] != [PARAMS_FLAG] and any(arg.startswith("-") for arg in argv):
         hydra.main(config_path=str(conf_dir()), config_name="config", version_base=None)(
@@ -149,6 +149,15 @@ def stage_main(run: Callable[[DictConfig], Any], errors: tuple[type[Exception], 
         _exit_config_error(err)
     _run_checked(run, cfg, errors)
     quick_exit.succeeded()
+
+
+def _print_help(text: str) -> None:
+    """Print ``text``; a reader that stops early (``--help | head``) ends it quietly."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # The interpreter would flush stdout again at exit, into the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _run_checked(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import types
@@ -69,3 +70,19 @@ def test_help_exits_0_and_hydras_own_flags_still_reach_hydra():
     composed = stage("--cfg", "job", "model=mlp")
     assert composed.returncode == 0, composed.stderr
     assert "name: mlp" in composed.stdout
+
+
+def test_help_read_in_part_ends_quietly():
+    # `--help | head -1`: the reader is gone before the stage writes (here, from the start).
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.train", "--help"],
+        cwd=ROOT,
+        env=child_environment(),
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        timeout=120,
+    )
+    os.close(write_end)
+    assert done.returncode == 0 and done.stderr == b""
