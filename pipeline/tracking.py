@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
@@ -69,8 +69,35 @@ _SECRET_QUERY_KEYS = ("pass", "pwd", "secret", "token")
 MASK = "***"
 
 
+# user:password@host, with or without a scheme: the password runs to the last "@".
+_USER_INFO = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.\-]*:)?(?://)?[^:/@\s]*:(?P<password>.+)@[^@]*")
+_known_secrets: set[str] = set()
+_SHORTEST_SECRET = 3  # shorter ones would mask ordinary words of every message
+
+
+def remember_secrets(*values: Any) -> None:
+    """Take note of the passwords in these configured values (``search.storage``,
+    ``tracking.uri``, any URL of the config): :func:`mask_secrets` hides them from then on
+    wherever they appear, even where no URL around them is recognisable (a password with a
+    space, a URL without its scheme, a library's message that quotes the parts)."""
+    for value in values:
+        if not isinstance(value, str) or ("@" not in value and "?" not in value):
+            continue
+        found = []
+        match = _USER_INFO.fullmatch(value.strip().split("?")[0])
+        if match:
+            found.append(match["password"])
+        query = value.partition("?")[2]
+        found += [v for k, v in parse_qsl(query, keep_blank_values=True) if _is_secret_key(k)]
+        for secret in found:
+            for form in {secret, unquote(secret), quote(unquote(secret), safe="")}:
+                if len(form) >= _SHORTEST_SECRET:
+                    _known_secrets.add(form)
+
+
 def mask_secrets(value: Any) -> Any:
-    """Hide passwords in every URL of ``value`` (one URL, or a text such as an error message).
+    """Hide passwords in every URL of ``value`` (one URL, or a text such as an error message),
+    and every password :func:`remember_secrets` took note of.
 
     Storage URLs are parsed with SQLAlchemy's :func:`~sqlalchemy.engine.make_url` (passwords
     may hold ``/``, user names may be empty: ``postgresql://:pw@host/db``), http(s) URLs with
@@ -78,9 +105,13 @@ def mask_secrets(value: Any) -> Any:
     too. A URL neither can parse loses everything between ``://`` and its last ``@``.
     Non-strings are returned unchanged.
     """
-    if not isinstance(value, str) or "://" not in value:
+    if not isinstance(value, str):
         return value
-    return _URL_IN_TEXT.sub(_mask_url_in_text, value)
+    if "://" in value:
+        value = _URL_IN_TEXT.sub(_mask_url_in_text, value)
+    for secret in sorted(_known_secrets, key=len, reverse=True):
+        value = value.replace(secret, MASK)
+    return value
 
 
 def _mask_url_in_text(match: re.Match) -> str:
@@ -383,6 +414,7 @@ class Tracker:
         owner_pid: int | None = None,
     ):
         check_on_error(on_error)
+        remember_secrets(uri)
         self.uri = uri
         self.experiment = experiment
         self.on_error = on_error
@@ -594,7 +626,9 @@ class Tracker:
         from omegaconf import DictConfig, OmegaConf
 
         data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
-        params = {k: str(mask_secrets(v)) for k, v in _flatten(data).items()}
+        flat = _flatten(data)
+        remember_secrets(*flat.values())  # e.g. in the tracking worker, which saw no config
+        params = {k: str(mask_secrets(v)) for k, v in flat.items()}
         with self._guard("logging params"):
             client = self._open()
             existing = client.get_run(self.run_id).data.params

@@ -55,3 +55,12 @@ def project_stores_untouched():
     yield
     new = sorted(_store_files() - before)
     assert not new, f"tests wrote into the project's stores: {new[:10]}"
+
+
+@pytest.fixture(autouse=True)
+def forget_secrets():
+    """Each test starts with no remembered password (pipeline.tracking.remember_secrets)."""
+    from pipeline import tracking
+
+    yield
+    tracking._known_secrets.clear()

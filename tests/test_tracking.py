@@ -40,6 +40,7 @@ from pipeline.tracking import (
     registered_model_name,
     skops_trusted_types,
 )
+from tests.environ import child_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "s3cr3t-Pw"
@@ -90,6 +91,50 @@ def test_mask_secrets_leaves_the_punctuation_after_a_url_in_a_message_alone():
 
 def test_mask_secrets_hides_the_user_info_of_urls_it_cannot_parse():
     assert mask_secrets("mysql://u:pw@[::1/x") == "mysql://***@[::1/x"
+
+
+@pytest.mark.parametrize(
+    ("configured", "message", "hidden"),
+    [
+        (
+            "postgresql://u:s3cr3t PW@127.0.0.1/db",
+            "cannot open postgresql://u:s3cr3t PW@1",
+            "s3cr3t",
+        ),
+        ("user:s3cr3tPW@host", "search.storage='user:s3cr3tPW@host'", "s3cr3tPW"),
+        ("//user:s3cr3tPW@host/db", "at //user:s3cr3tPW@host/db", "s3cr3tPW"),
+        ("databricks://user:TrkS3cr3t@h", "run put-secret user TrkS3cr3t@h-host", "TrkS3cr3t"),
+        ("mysql://u:Sup3r@S3cr3t@host/db", "u:Sup3r@S3cr3t@host", "S3cr3t"),
+        ("mysql://u:p%40ss%2Fw@host/db", "password 'p@ss/w' refused", "p@ss/w"),
+        ("sqlite:///x.db?password=qpw123&mode=ro", "x.db?password=qpw123&mode=ro.lock", "qpw123"),
+    ],
+)
+def test_remembered_passwords_are_masked_in_any_form(configured, message, hidden):
+    tracking.remember_secrets(configured)
+    assert hidden not in mask_secrets(message)
+    assert tracking.MASK in mask_secrets(message)
+
+
+def test_short_or_absent_passwords_are_not_remembered():
+    tracking.remember_secrets(
+        "postgresql://u:pw@h/db", "http://127.0.0.1:5000", "sqlite:///a.db", 3
+    )
+    assert mask_secrets("a pw, a u, a.db") == "a pw, a u, a.db"
+
+
+def test_a_stage_hides_a_password_it_cannot_parse_as_a_url(tmp_path):
+    url = "postgresql+psycopg2://user:s3cr3t PW@127.0.0.1:1/db"
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.search", f"search.storage={url}", "tracking=off"],
+        cwd=Path(__file__).resolve().parents[1],
+        env=child_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "s3cr3t" not in done.stdout + done.stderr
+    assert done.stderr.startswith("config error: search.storage='postgresql+psycopg2://user:***@")
 
 
 @pytest.mark.parametrize("value", [None, 3, 0.5, ["postgresql://u:pw@h/db"]])

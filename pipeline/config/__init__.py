@@ -143,6 +143,9 @@ def stage_main(run: Callable[[DictConfig], Any], errors: tuple[type[Exception], 
     if argv[:1] == [PARAMS_FLAG] and len(argv) != 2:
         print(f"usage: python -m <stage> {PARAMS_FLAG} params.yaml", file=sys.stderr)
         sys.exit(2)
+    from pipeline.tracking import remember_secrets
+
+    remember_secrets(*(arg.partition("=")[2].strip("'\"") for arg in argv))
     try:
         cfg = load_raw_params(argv[1]) if argv[:1] == [PARAMS_FLAG] else compose_raw(argv)
     except ConfigError as err:
@@ -163,18 +166,37 @@ def _print_help(text: str) -> None:
 def _run_checked(
     run: Callable[[DictConfig], Any], cfg: DictConfig, errors: tuple[type[Exception], ...]
 ) -> None:
+    _remember_secrets(cfg)
     try:
         cfg = validate(cfg)
         run(cfg)
     except ConfigError as err:
         _exit_config_error(err)
     except errors as err:
-        print(f"error: {one_line(err)}", file=sys.stderr)
+        print(f"error: {_masked(one_line(err))}", file=sys.stderr)
         sys.exit(1)
 
 
+def _remember_secrets(cfg: DictConfig) -> None:
+    """Every password in the config's values, for the error lines (and the tracking, the
+    search) to hide wherever it appears (:func:`pipeline.tracking.remember_secrets`)."""
+    from pipeline.tracking import remember_secrets
+
+    try:
+        values = flatten(OmegaConf.to_container(cfg, resolve=False)).values()
+    except OmegaConfBaseException:  # the config's own checks will name the problem
+        return
+    remember_secrets(*values)
+
+
+def _masked(message: str) -> str:
+    from pipeline.tracking import mask_secrets
+
+    return mask_secrets(message)
+
+
 def _exit_config_error(err: ConfigError) -> None:
-    print(f"config error: {one_line(err)}", file=sys.stderr)
+    print(f"config error: {_masked(one_line(err))}", file=sys.stderr)
     sys.exit(2)
 
 

@@ -267,7 +267,7 @@ class PrunerConfig:
 class SearchConfig:
     n_trials: int = bounded(10, ge=1)
     timeout: float | None = bounded(None, gt=0)
-    workers: int = bounded(2, ge=1)
+    workers: int = bounded(2, ge=1, le=64)  # processes on this machine
     storage: str = "sqlite:///optuna.db"
     study_name: str | None = None
     metric: Metric = Metric.val_accuracy
@@ -289,7 +289,7 @@ class SearchConfig:
 class TrackingConfig:
     enabled: bool = True
     uri: str | None = None
-    experiment: str = "nndl-pipeline"
+    experiment: str = bounded("nndl-pipeline", nonempty=True)
     on_error: OnError = OnError.warn
     timeout: float = bounded(10.0, gt=0)
     log_model: bool = True

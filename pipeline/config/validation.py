@@ -145,7 +145,7 @@ def _dataclass_of(annotation: Any, owner: type) -> type | None:
 def _check_value(key: str, value: Any, bounds: Any) -> None:
     if value is None:
         return
-    if bounds.get("nonempty") and isinstance(value, list) and not value:
+    if bounds.get("nonempty") and not (value.strip() if isinstance(value, str) else value):
         raise config_error(key, "must not be empty", value)
     for number in _numbers(value):
         if isinstance(number, float) and not math.isfinite(number):
@@ -228,10 +228,32 @@ def _model(model: dict) -> None:
             )
 
 
+# A study's name becomes part of lock file names: a plain name, no path.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+
+
 def _search(search: dict) -> None:
     from pipeline.search.space import check_space  # the search owns its space's rules
 
     check_space(search["space"])
+    storage = search["storage"]
+    for prefix in ("sqlite:///", "journal://"):
+        if storage.startswith(prefix):
+            file = storage.removeprefix(prefix)
+            if not file.strip() or file.endswith("/") or "?" in file:
+                raise config_error(
+                    "search.storage", f"expected {prefix}FILE, a file path without a query", file
+                )
+    name = search["study_name"]
+    if name is not None and not _PLAIN_NAME.fullmatch(name):
+        raise config_error(
+            "search.study_name", "letters, digits, '_', '.' and '-' only (no path)", name
+        )
+
+
+def _tracking(tracking: dict) -> None:
+    if tracking["enabled"] and not (tracking["uri"] or "").strip():
+        raise config_error("tracking.uri", "empty: set a store or use tracking=off", None)
 
 
 RULES: dict[str, Callable[[dict], None]] = {
@@ -239,4 +261,5 @@ RULES: dict[str, Callable[[dict], None]] = {
     "augment": _augment,
     "model": _model,
     "search": _search,
+    "tracking": _tracking,
 }

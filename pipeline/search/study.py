@@ -17,7 +17,7 @@ from pipeline.config import to_container
 from pipeline.errors import ConfigError
 from pipeline.io import file_lock
 from pipeline.search.optuna_compat import ignore_experimental_warnings
-from pipeline.tracking import mask_secrets
+from pipeline.tracking import mask_secrets, remember_secrets
 
 
 def make_sampler(cfg: DictConfig, seed: int) -> optuna.samplers.BaseSampler:
@@ -72,6 +72,7 @@ def make_storage(cfg: DictConfig) -> optuna.storages.BaseStorage:
     """SQLite / any SQLAlchemy URL (with heartbeats), or ``journal:///file`` (no heartbeats;
     stale trials are found by process id instead, see :mod:`pipeline.search.recovery`)."""
     url = str(cfg.search.storage)
+    remember_secrets(url)  # a worker process's messages hide it too
     path = storage_file(cfg)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -205,6 +205,14 @@ def test_each_model_brings_its_own_training_values():
         ),
         (["+colour=red"], "colour: unknown key"),
         (["train.early_stopping=maybe"], "train.early_stopping: expected true or false"),
+        (["search.storage=sqlite:///"], "search.storage: expected sqlite:///FILE"),
+        (["search.storage=journal://"], "search.storage: expected journal://FILE"),
+        (["search.storage='sqlite:///a.db?mode=ro'"], "search.storage: expected sqlite:///FILE"),
+        (["search.study_name=a/b"], r"search.study_name: letters, digits"),
+        (["search.study_name=../x"], r"search.study_name: letters, digits"),
+        (["search.workers=1000"], "search.workers: must be <= 64"),
+        (["tracking.experiment=' '"], "tracking.experiment: must not be empty"),
+        (["tracking=server", "tracking.uri=null"], "tracking.uri: empty"),
     ],
 )
 def test_rules_across_fields(overrides, message):
