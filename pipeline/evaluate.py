@@ -69,6 +69,11 @@ def check_model_fits(
     when train recorded it), one whose input is another image shape, or test labels the
     model never saw in training. (Run by hand, a stage can meet any of these.)"""
     model_file = f"{cfg.paths.model}.npz"
+    if type(estimator).__name__ != cfg.model.estimator:
+        raise ArtifactError(
+            f"{model_file}: holds a model of class {type(estimator).__name__}, but "
+            f"model={cfg.model.name} is of class {cfg.model.estimator}"
+        )
     trained_as = train_run.get("model")
     if trained_as is not None and trained_as != cfg.model.name:
         raise ArtifactError(

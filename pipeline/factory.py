@@ -62,12 +62,32 @@ def training_splits(cfg: DictConfig) -> tuple[Split, Split]:
             f"{prepared / 'val.npz'}: images of shape {val.image_shape}, but the training "
             f"images are {train.image_shape}"
         )
+    meta = dataset_meta(cfg)
+    for path, split in ((augmented / "train.npz", train), (prepared / "val.npz", val)):
+        check_labels(path, split.y, meta)
     return train, val
 
 
 def dataset_meta(cfg: DictConfig) -> dict:
-    """``${paths.prepared}/meta.json``, checked."""
-    return read_checked(Path(cfg.paths.prepared) / "meta.json", PreparedMeta)
+    """``${paths.prepared}/meta.json``, checked, and of the dataset the config names."""
+    path = Path(cfg.paths.prepared) / "meta.json"
+    meta = read_checked(path, PreparedMeta)
+    if meta["dataset"] != cfg.data.name:
+        raise ArtifactError(
+            f"{path}: prepared from data={meta['dataset']}, but this stage has "
+            f"data={cfg.data.name}; run `python -m pipeline.prepare data={cfg.data.name}`"
+        )
+    return meta
+
+
+def check_labels(path: Path, y: np.ndarray, meta: dict) -> None:
+    """Refuse labels of ``path`` outside the dataset's classes (``meta.json``)."""
+    unknown = np.setdiff1d(y, meta["classes"])
+    if unknown.size:
+        raise ArtifactError(
+            f"{path}: labels {unknown[:10].tolist()} outside the dataset's classes "
+            f"{meta['classes']} (prepare's meta.json)"
+        )
 
 
 def estimator_params(cfg: DictConfig, overrides: dict | None = None) -> dict:

@@ -255,3 +255,35 @@ def test_reports_name_the_classes_the_dataset_names(tmp_path):
     assert "| 3 (three) |" in report and "| 9 (nine) |" in report
     per_class = json.loads((Path(cfg.paths.reports) / "classification_report.json").read_text())
     assert "3" in per_class  # the machine-readable files keep the labels
+
+
+def test_stages_refuse_data_of_another_dataset_or_classes(tmp_path):
+    cfg = compose_config(stage_overrides(tmp_path, *FAST_MLP, "train.epochs=1", "tracking=off"))
+    prepare.run(cfg)
+    augment.run(cfg)
+    mnist = compose_config(
+        stage_overrides(tmp_path, "model=mlp", "train.use_search=false", "tracking=off")
+    )
+    with pytest.raises(ArtifactError, match="prepared from data=digits, but this stage has"):
+        train.run(mnist)
+
+    augmented = tmp_path / "data/augmented/train.npz"
+    X, y = np.load(augmented)["X"], np.load(augmented)["y"]
+    save_arrays(augmented, X=X, y=np.where(np.arange(len(y)) == 0, 99, y))
+    # (augment's meta.json names the prepared file, not this one: only the labels are wrong)
+    with pytest.raises(ArtifactError, match=r"augmented/train.npz: labels \[99\] outside"):
+        train.run(cfg)
+    save_arrays(augmented, X=X, y=y)
+
+    train.run(cfg)
+    Path(cfg.paths.run).unlink()  # without train's record, the model itself is checked
+    cnn = compose_config(
+        stage_overrides(
+            tmp_path, "data=digits", "augment=none", "model=cnn", "tracking=off",
+            "model.conv_layers=[[4,3,2]]",
+        )
+    )  # fmt: skip
+    with pytest.raises(
+        ArtifactError, match="model.npz: holds a model of class MLPClassifier, but model=cnn"
+    ):
+        evaluate.run(cnn)
