@@ -28,7 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.config import quick_exit
 from pipeline.config.help import HELP_FLAGS, stage_help
-from pipeline.config.validation import validate
+from pipeline.config.validation import validate, validate_schema
 from pipeline.errors import ConfigError
 from pipeline.io import ArtifactError, read_mapping
 
@@ -222,22 +222,34 @@ def with_search_result(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
             f"{path}: not found; run `python -m pipeline.search` first, or train without "
             "it: train.use_search=false"
         )
-    document = read_mapping(path)
-    fragment = document.get("config")
-    if not isinstance(fragment, dict) or not set(fragment) <= set(SEARCH_RESULT_GROUPS):
+    from pipeline.config.files import BestParams
+
+    try:
+        document = validate_schema(BestParams, read_mapping(path), "")
+    except ConfigError as err:
+        raise ArtifactError(f"{path}: {err}") from None
+    fragment = document["config"]
+    if not fragment or not set(fragment) <= set(SEARCH_RESULT_GROUPS):
         raise ArtifactError(
             f"{path}: `config` must be a mapping of {list(SEARCH_RESULT_GROUPS)} sections "
             f"(got {fragment!r})"
+        )
+    searched = (document["model"], document["dataset"])
+    if None not in searched and searched != (cfg.model.name, cfg.data.name):
+        raise ArtifactError(
+            f"{path}: the best values for model={searched[0]} on data={searched[1]}, but this "
+            f"train has model={cfg.model.name} data={cfg.data.name}; run the search for it, or "
+            "train without it: train.use_search=false"
         )
     try:
         merged = validate(OmegaConf.merge(cfg, fragment))
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
-    baseline = document.get("baseline") if isinstance(document.get("baseline"), dict) else {}
+    baseline = document["baseline"] or {}
     search = {
-        "study": document.get("study"),
-        "trial": document.get("trial"),
-        "value": document.get("value"),
+        "study": document["study"],
+        "trial": document["trial"],
+        "value": document["value"],
         "baseline_trial": baseline.get("trial"),
         "baseline_value": baseline.get("value"),
     }

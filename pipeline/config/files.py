@@ -1,9 +1,10 @@
 """The files one stage writes and another reads, checked like the config before work starts.
 
-``meta.json`` of prepare and augment, ``mlflow_run.json`` of train and ``history.csv`` each
-have a schema here (dataclasses, as the config groups do); :func:`read_checked` reads one
-and raises :class:`ArtifactError` naming the file and the key at fault: a syntax error, a
-list where a mapping belongs, a missing key and a wrong type all end the same way.
+``meta.json`` of prepare and augment, the search's ``best_params.yaml``, ``mlflow_run.json``
+of train and ``history.csv`` each have a schema here (dataclasses, as the config groups
+do); :func:`read_checked` reads one and raises :class:`ArtifactError` naming the file and
+the key at fault: a syntax error, a list where a mapping belongs, a missing key and a wrong
+type all end the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from omegaconf import MISSING
 
 from pipeline.config.validation import validate_schema
 from pipeline.errors import ConfigError
@@ -59,6 +62,39 @@ class AugmentedMeta:
 
 
 @dataclass
+class SearchRecord:
+    """Where train's values came from when a search chose them (``RunFile.search``)."""
+
+    study: str = "???"
+    trial: int = field(default=-1, metadata={"ge": 0})
+    value: float = MISSING
+    baseline_trial: int | None = field(default=None, metadata={"ge": 0})
+    baseline_value: float | None = None
+
+
+@dataclass
+class BaselineTrial:
+    trial: int = field(default=-1, metadata={"ge": 0})
+    value: float = MISSING
+
+
+@dataclass
+class BestParams:
+    """``${paths.best_params}``: the search's best trial, and ``config``, the fragment of the
+    ``train`` and ``model`` groups that train merges onto its config. ``model`` and
+    ``dataset`` name what the search ran on (None: a search that did not record them)."""
+
+    study: str = "???"
+    trial: int = field(default=-1, metadata={"ge": 0})
+    value: float = MISSING
+    epochs: int = field(default=0, metadata={"ge": 0})
+    baseline: BaselineTrial | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None
+    dataset: str | None = None
+
+
+@dataclass
 class RunFile:
     """``${paths.run}``: the MLflow run train started (ids are null when not tracked), and
     where its training values came from (``pipeline.config.with_search_result``)."""
@@ -67,7 +103,7 @@ class RunFile:
     tracking_uri: str | None = None
     experiment: str | None = None
     params_source: str | None = None  # None: written by a train that did not record it
-    search: dict[str, Any] | None = None
+    search: SearchRecord | None = None
     # What the model was trained as and on (None: a train that did not record them): the
     # model config's name and the sha256 of ${paths.prepared}/meta.json, which evaluate
     # compares with its own config and data.
@@ -86,9 +122,13 @@ def read_checked(path: str | Path, schema: type) -> dict[str, Any]:
         raise ArtifactError(f"{path}: {err}") from None
 
 
+# Columns every training history has, filled in every row (the reports plot them).
+HISTORY_COLUMNS = ("epoch", "train_loss", "learning_rate")
+
+
 def read_history(path: str | Path) -> list[dict[str, float | None]]:
-    """The per-epoch CSV train wrote: a header with ``epoch`` and rows of numbers (an empty
-    cell is None)."""
+    """The per-epoch CSV train wrote: a header with :data:`HISTORY_COLUMNS` among others and
+    rows of numbers (an empty cell is None, except in those columns)."""
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: training history not found; run the train stage first")
@@ -96,8 +136,10 @@ def read_history(path: str | Path) -> list[dict[str, float | None]]:
         rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
     except (UnicodeDecodeError, csv.Error) as err:
         raise ArtifactError(f"{path}: not a CSV file ({err})") from None
-    if not rows or "epoch" not in rows[0]:
-        raise ArtifactError(f"{path}: expected a header with `epoch` and one row per epoch")
+    if not rows or not set(HISTORY_COLUMNS) <= set(rows[0]):
+        raise ArtifactError(
+            f"{path}: expected a header with {', '.join(HISTORY_COLUMNS)} and one row per epoch"
+        )
     return [_numbers(path, line, row) for line, row in enumerate(rows, start=2)]
 
 
@@ -110,7 +152,10 @@ def _numbers(path: Path, line: int, row: dict[str | None, Any]) -> dict[str, flo
             values[str(key)] = float(text) if text != "" else None
         except ValueError:
             raise ArtifactError(f"{path}:{line}: {key}: not a number (got {text!r})") from None
+    for key in HISTORY_COLUMNS:
+        if values[key] is None:
+            raise ArtifactError(f"{path}:{line}: {key}: empty")
     epoch = values["epoch"]
-    if epoch is None or not math.isfinite(epoch) or epoch < 1:
+    if not math.isfinite(epoch) or epoch < 1:
         raise ArtifactError(f"{path}:{line}: epoch: expected a number >= 1 (got {epoch!r})")
     return values

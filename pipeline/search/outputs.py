@@ -72,7 +72,8 @@ def write_outputs(cfg: DictConfig, study: optuna.Study) -> dict:
     out = Path(cfg.paths.search)
     fragment = best_config(cfg, best)
     document = {"study": study.study_name, "trial": best.number, "value": float(best.value),
-                "epochs": int(best.user_attrs.get("epochs", 0))}  # fmt: skip
+                "epochs": int(best.user_attrs.get("epochs", 0)),
+                "model": cfg.model.name, "dataset": cfg.data.name}  # fmt: skip
     if baseline is not None:
         document["baseline"] = {"trial": baseline.number, "value": float(baseline.value)}
     document["config"] = fragment
