@@ -120,6 +120,8 @@ def values_source(run: dict) -> str | None:
     search = run.get("search")
     if not search:
         return "the configured values (no search)"
+    if search["value"] is None:  # a best_params.yaml that only held values
+        return run["params_source"]
     text = (
         f"search study {search['study']}, trial {search['trial']}: validation {search['value']:.4f}"
     )
@@ -180,8 +182,8 @@ def run(cfg: DictConfig) -> dict:
         "epochs": int(estimator.n_iter_),
         "best_val_accuracy": estimator.best_validation_score_,
     }
-    if train_run.get("search"):
-        search = train_run["search"]
+    search = train_run.get("search")
+    if search and search["value"] is not None:
         metrics["search_best_val_accuracy"] = search["value"]
         if search.get("baseline_value") is not None:
             metrics["search_baseline_val_accuracy"] = search["baseline_value"]

@@ -253,5 +253,9 @@ def with_search_result(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
         "baseline_trial": baseline.get("trial"),
         "baseline_value": baseline.get("value"),
     }
-    source = f"search study {search['study']} trial {search['trial']}"
+    source = (
+        f"search study {search['study']} trial {search['trial']}"
+        if search["study"] is not None
+        else f"the values in {path}"
+    )
     return merged, {"params_source": source, "search": search}

@@ -63,11 +63,12 @@ class AugmentedMeta:
 
 @dataclass
 class SearchRecord:
-    """Where train's values came from when a search chose them (``RunFile.search``)."""
+    """Where train's values came from when a search chose them (``RunFile.search``); None
+    where ``best_params.yaml`` did not say (one written by hand)."""
 
-    study: str = "???"
-    trial: int = field(default=-1, metadata={"ge": 0})
-    value: float = MISSING
+    study: str | None = None
+    trial: int | None = field(default=None, metadata={"ge": 0})
+    value: float | None = None
     baseline_trial: int | None = field(default=None, metadata={"ge": 0})
     baseline_value: float | None = None
 
@@ -80,16 +81,17 @@ class BaselineTrial:
 
 @dataclass
 class BestParams:
-    """``${paths.best_params}``: the search's best trial, and ``config``, the fragment of the
-    ``train`` and ``model`` groups that train merges onto its config. ``model`` and
-    ``dataset`` name what the search ran on (None: a search that did not record them)."""
+    """``${paths.best_params}``: ``config``, the fragment of the ``train`` and ``model``
+    groups that train merges onto its config, and what the search wrote about it: the best
+    trial, the baseline's, and the model and dataset it ran on (all optional: a file
+    written by hand may hold ``config`` alone)."""
 
-    study: str = "???"
-    trial: int = field(default=-1, metadata={"ge": 0})
-    value: float = MISSING
-    epochs: int = field(default=0, metadata={"ge": 0})
+    config: dict[str, Any] | None = None
+    study: str | None = None
+    trial: int | None = field(default=None, metadata={"ge": 0})
+    value: float | None = None
+    epochs: int | None = field(default=None, metadata={"ge": 0})
     baseline: BaselineTrial | None = None
-    config: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
     dataset: str | None = None
 

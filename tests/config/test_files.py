@@ -57,7 +57,7 @@ def test_a_history_that_is_not_text_is_refused(tmp_path):
     ("search", "message"),
     [
         ({"x": 1}, "search.x: unknown key"),
-        ({"study": "s", "trial": 1}, "search.value: missing"),
+        ({"study": "s", "trial": "x"}, "search.trial: expected an integer"),
         ({"study": "s", "trial": -1, "value": 0.5}, "search.trial: must be >= 0"),
     ],
 )
@@ -99,7 +99,8 @@ def test_the_best_values_are_merged_and_their_trial_recorded(tmp_path):
     [
         ({"value": float("nan")}, ArtifactError, "value: must be a finite number"),
         ({"trial": "x"}, ArtifactError, "trial: expected an integer"),
-        ({"study": None}, ArtifactError, "study"),
+        ({"epochs": -1}, ArtifactError, "epochs: must be >= 0"),
+        ({"baseline": {"trial": 0}}, ArtifactError, "baseline.value: missing"),
         ({"config": {}}, ArtifactError, "`config` must be a mapping"),
         ({"config": {"data": {"name": "mnist"}}}, ArtifactError, "`config` must be a mapping"),
         ({"model": "cnn", "dataset": "mnist_sample"}, ArtifactError,
@@ -111,3 +112,9 @@ def test_best_values_that_do_not_belong_to_this_train_are_refused(tmp_path, chan
     with pytest.raises(error, match=message) as info:
         _train_with(tmp_path, {**BEST, **change})
     assert "best_params.yaml" in str(info.value)
+
+
+def test_a_best_params_file_of_values_alone_is_taken(tmp_path):
+    merged, provenance = _train_with(tmp_path, {"config": {"train": {"learning_rate": 0.3}}})
+    assert merged.train.learning_rate == 0.3
+    assert provenance["params_source"] == f"the values in {tmp_path / 'best_params.yaml'}"
