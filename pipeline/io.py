@@ -12,6 +12,7 @@ Arrays are always read with ``allow_pickle=False``, so a tampered file cannot ex
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -86,11 +87,18 @@ def check_writable(*paths: str | os.PathLike) -> None:
     calls this before hours of work whose result it would then lose. Directories it has to
     create stay created (empty); no file is left behind."""
     for path in map(Path, paths):
+        if path.is_dir():  # an atomic rename onto it would fail after the work
+            raise IsADirectoryError(errno.EISDIR, f"cannot write {path}: it is a directory")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             os.close(fd)
             os.unlink(probe)
+        except (FileExistsError, NotADirectoryError) as err:  # a file where a folder belongs
+            raise OSError(
+                err.errno,
+                f"cannot write {path}: a file stands where a directory of its path belongs",
+            ) from err
         except OSError as err:
             raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}") from err
 
@@ -184,6 +192,9 @@ def _kind(value: Any) -> str:
 def load_arrays(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """Arrays of an ``.npz`` file, never unpickling; ``required`` keys must be present."""
     path = _existing_file(path)
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"PK\x03\x04":  # numpy takes anything else for a pickle
+            raise ArtifactError(f"{path}: not a valid .npz file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}

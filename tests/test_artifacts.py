@@ -381,5 +381,17 @@ def test_check_writable_probes_without_touching_outputs(tmp_path):
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["deep", "model.npz", "new", "out"]
     blocked = tmp_path / "a-file"  # a directory cannot be made where a file is, even by root
     blocked.write_text("x")
-    with pytest.raises(OSError, match=f"cannot write {blocked / 'x.json'}"):
+    with pytest.raises(OSError, match=f"cannot write {blocked / 'x.json'}: a file stands where"):
         check_writable(blocked / "x.json")
+    with pytest.raises(OSError, match=f"cannot write {blocked / 'y' / 'x.json'}: a file stands"):
+        check_writable(blocked / "y" / "x.json")
+    (tmp_path / "out" / "model.json").mkdir()  # the atomic rename onto it would fail at the end
+    with pytest.raises(IsADirectoryError, match="model.json: it is a directory"):
+        check_writable(existing, tmp_path / "out" / "model.json")
+
+
+def test_a_text_file_named_npz_is_not_called_a_pickle(tmp_path):
+    path = tmp_path / "x.npz"
+    path.write_text("hello")
+    with pytest.raises(ArtifactError, match=r"x.npz: not a valid .npz file \(not a zip archive\)"):
+        load_arrays(path)

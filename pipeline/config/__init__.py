@@ -86,7 +86,7 @@ def load_raw_params(path: str | Path) -> DictConfig:
         raise ConfigError(f"{path}: params file not found; run `python -m pipeline.params`")
     try:
         cfg = OmegaConf.load(path)
-    except (yaml.YAMLError, OmegaConfBaseException) as err:
+    except (yaml.YAMLError, OmegaConfBaseException, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: not valid YAML ({one_line(err)})") from None
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{path}: expected a mapping at the top level")
@@ -174,6 +174,9 @@ def _run_checked(
         _exit_config_error(err)
     except errors as err:
         print(f"error: {_masked(one_line(err))}", file=sys.stderr)
+        sys.exit(1)
+    except MemoryError as err:  # e.g. a layer of 10^11 units: numpy names the size
+        print(f"error: out of memory: {_masked(one_line(err))}", file=sys.stderr)
         sys.exit(1)
 
 

@@ -632,12 +632,14 @@ def best_params(text: str):
     return act
 
 
-def params_file(text: str | None):
+def params_file(text: str | bytes | None):
     """``load_params`` on a file holding ``text`` (None: no file at all)."""
 
     def act(e: Env):
         path = e.tmp / "params.yaml"
-        if text is not None:
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        elif text is not None:
             path.write_text(text)
         return load_params(path)
 
@@ -742,6 +744,8 @@ CONFIGS = [
     case("config:params-file-invalid-yaml", params_file("data: [1, 2\n"), ConfigError,
          r"params.yaml: .*(YAML|yaml)"),
     case("config:params-file-empty", params_file(""), ConfigError, r"params.yaml: "),
+    case("config:params-file-not-utf8", params_file(b"seed: \xff\xfe\n"), ConfigError,
+         r"params.yaml: not valid YAML \('utf-8' codec can't decode"),
 ]  # fmt: skip
 
 
