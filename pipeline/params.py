@@ -31,6 +31,7 @@ import yaml
 from pipeline.config import (
     compose_config,
     conf_hash,
+    flatten,
     load_params,
     load_raw_params,
     one_line,
@@ -80,6 +81,15 @@ def update_params(path: Path = PARAMS_FILE, overrides: list[str] | None = None) 
 
 
 def _write(path: Path, values: dict, current_hash: str) -> None:
+    from pipeline.tracking import secrets_in
+
+    for key, value in flatten(values).items():
+        if secrets_in(value):
+            raise ConfigError(
+                f"{key}: holds a password, and {path} is committed with the code; leave it "
+                "out of the URL and give it through the environment (PGPASSWORD or "
+                "~/.pgpass for PostgreSQL, MLFLOW_TRACKING_PASSWORD for an MLflow server)"
+            )
     values = {k: v for k, v in values.items() if k != HASH_KEY}
     values[HASH_KEY] = current_hash
     write_text(path, HEADER + yaml.safe_dump(values, sort_keys=False))

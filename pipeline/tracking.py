@@ -70,7 +70,9 @@ MASK = "***"
 
 
 # user:password@host, with or without a scheme: the password runs to the last "@".
-_USER_INFO = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.\-]*:)?(?://)?[^:/@\s]*:(?P<password>.+)@[^@]*")
+_USER_INFO = re.compile(
+    r"(?:[A-Za-z][A-Za-z0-9+.\-]*:)?(?://)?[^:/@\s]*:(?P<password>(?!//).+)@[^@]*"
+)
 _known_secrets: set[str] = set()
 _SHORTEST_SECRET = 3  # shorter ones would mask ordinary words of every message
 
@@ -81,18 +83,24 @@ def remember_secrets(*values: Any) -> None:
     wherever they appear, even where no URL around them is recognisable (a password with a
     space, a URL without its scheme, a library's message that quotes the parts)."""
     for value in values:
-        if not isinstance(value, str) or ("@" not in value and "?" not in value):
-            continue
-        found = []
-        match = _USER_INFO.fullmatch(value.strip().split("?")[0])
-        if match:
-            found.append(match["password"])
-        query = value.partition("?")[2]
-        found += [v for k, v in parse_qsl(query, keep_blank_values=True) if _is_secret_key(k)]
-        for secret in found:
+        for secret in secrets_in(value):
             for form in {secret, unquote(secret), quote(unquote(secret), safe="")}:
                 if len(form) >= _SHORTEST_SECRET:
                     _known_secrets.add(form)
+
+
+def secrets_in(value: Any) -> list[str]:
+    """The password of ``value`` read as a URL (``user:password@host``, with or without a
+    scheme) and its query values named like a password or token; [] for other values."""
+    if not isinstance(value, str) or ("@" not in value and "?" not in value):
+        return []
+    found = []
+    match = _USER_INFO.fullmatch(value.strip().split("?")[0])
+    if match and match["password"]:
+        found.append(match["password"])
+    query = value.partition("?")[2]
+    found += [v for k, v in parse_qsl(query, keep_blank_values=True) if _is_secret_key(k) and v]
+    return found
 
 
 def mask_secrets(value: Any) -> Any:

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from pipeline import config, params
+from pipeline.errors import ConfigError
 
 
 @pytest.fixture
@@ -61,6 +62,34 @@ def test_overrides_on_the_command_line(conf_copy, tmp_path):
     out = tmp_path / "params.yaml"
     params.update_params(out, ["model=mlp", "train.epochs=3"])
     assert read(out)["model"]["name"] == "mlp" and read(out)["train"]["epochs"] == 3
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "search.storage=postgresql://u:s3cr3t@db-host/optuna",
+        "tracking.uri=http://u:s3cr3t@127.0.0.1:5000",
+        "tracking.uri='http://127.0.0.1:5000/?token=s3cr3t'",
+    ],
+)
+def test_a_password_never_reaches_the_committed_file(conf_copy, tmp_path, override):
+    out = tmp_path / "params.yaml"
+    with pytest.raises(ConfigError, match="holds a password, and .*params.yaml is committed"):
+        params.update_params(out, [override])
+    assert not out.exists()
+    params.update_params(out)  # the same from `dvc exp run -S`, which writes the file first
+    experiment = read(out)
+    del experiment["conf_hash"]
+    experiment["search"]["storage"] = "postgresql://u:s3cr3t@db-host/optuna"
+    out.write_text(yaml.safe_dump(experiment))
+    with pytest.raises(ConfigError, match="^search.storage: holds a password"):
+        params.update_params(out)
+
+
+def test_a_url_without_a_password_is_written(conf_copy, tmp_path):
+    out = tmp_path / "params.yaml"
+    params.update_params(out, ["search.storage=postgresql://optuna@db-host/optuna"])
+    assert read(out)["search"]["storage"] == "postgresql://optuna@db-host/optuna"
 
 
 def test_committed_params_yaml_matches_conf():
