@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import yaml
@@ -19,6 +21,7 @@ from pipeline import augment, evaluate, prepare, search, train
 from pipeline.artifacts import load_model
 from pipeline.config import compose_config
 from pipeline.errors import ConfigError
+from pipeline.io import ArtifactError, save_arrays
 from tests.conftest import stage_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,6 +199,18 @@ def test_bad_search_config_names_the_key(digits_root, tmp_path, override, key):
     with pytest.raises(ConfigError, match="^" + key.replace(".", r"\.")):
         compose_config(search_overrides(tmp_path, *extra, override, "tracking=off"))
     assert list(tmp_path.iterdir()) == []  # checked before anything is created
+
+
+def test_bad_data_stops_the_search_before_its_study_is_stored(digits_root, tmp_path):
+    shutil.copytree(digits_root / "data", tmp_path / "data")
+    val = tmp_path / "data" / "prepared" / "val.npz"
+    with np.load(val) as arrays:
+        X, y = arrays["X"], arrays["y"]
+    save_arrays(val, X=X, y=np.where(np.arange(len(y)) == 0, 99, y))
+    cfg = compose_config(search_overrides(tmp_path, "tracking=off"))
+    with pytest.raises(ArtifactError, match=r"val.npz: labels \[99\] outside the dataset's"):
+        search.run(cfg)
+    assert not (tmp_path / "optuna.db").exists()
 
 
 def test_unreachable_storage_is_a_clear_error(digits_root):
