@@ -201,6 +201,23 @@ def test_bad_search_config_names_the_key(digits_root, tmp_path, override, key):
     assert list(tmp_path.iterdir()) == []  # checked before anything is created
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+search.space.dropout={low: 0.5, high: 1.5}", "search.space.dropout: 1.5 is not a value"),
+        ("search.space.batch_size={choices: [abc]}", "search.space.batch_size: 'abc' is not"),
+        ("+search.space.activation={choices: [relu, bogus]}", "search.space.activation: 'bogus'"),
+        ("search.space.batch_size={choices: [0, 10]}", "search.space.batch_size: 0 is not"),
+    ],
+)
+def test_a_space_beyond_what_the_estimator_takes_is_a_config_error(tmp_path, override, message):
+    from pipeline.search.settings import validate_settings
+
+    cfg = compose_config(search_overrides(tmp_path, override, "tracking=off"))
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        validate_settings(cfg)
+
+
 def test_bad_data_stops_the_search_before_its_study_is_stored(digits_root, tmp_path):
     shutil.copytree(digits_root / "data", tmp_path / "data")
     val = tmp_path / "data" / "prepared" / "val.npz"
