@@ -271,9 +271,13 @@ def _check_flip_axes(transforms: Mapping[str, dict[str, Any]]) -> None:
 
 
 def _check_shift_size(transforms: Mapping[str, dict[str, Any]], shape: tuple[int, ...]) -> None:
-    pixels = transforms.get("shifts", {}).get("pixels", 0)
-    if pixels >= min(shape):
-        raise ConfigError(
-            f"augment.transforms.shifts.pixels: {pixels} would move {shape[0]}x{shape[1]} "
-            "images out of the frame"
-        )
+    sizes = {
+        "shifts.pixels": transforms.get("shifts", {}).get("pixels", 0),
+        "affine.max_shift": transforms.get("affine", {}).get("max_shift", 0),
+    }
+    for key, pixels in sizes.items():
+        if pixels >= min(shape):
+            raise ConfigError(
+                f"augment.transforms.{key}: {pixels} would move {shape[0]}x{shape[1]} "
+                "images out of the frame"
+            )

@@ -289,7 +289,11 @@ def test_affine_that_changes_nothing_is_refused():
         validate_group("augment", cfg)
 
 
-def test_shift_larger_than_the_image_is_refused():
-    cfg = _with("shifts", "transforms.shifts.pixels", 8)
-    with pytest.raises(ConfigError, match=r"^augment.transforms.shifts.pixels: 8 .* 8x8"):
+@pytest.mark.parametrize(
+    ("kind", "key", "value"),
+    [("shifts", "shifts.pixels", 8), ("affine", "affine.max_shift", 1e6)],
+)
+def test_shift_larger_than_the_image_is_refused(kind, key, value):
+    cfg = _with(kind, f"transforms.{key}", value)
+    with pytest.raises(ConfigError, match=rf"^augment.transforms.{key}: {value} .* 8x8"):
         T.augment(DIGITS, LABELS, cfg, seed=0)
