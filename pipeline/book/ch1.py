@@ -9,6 +9,8 @@ from pipeline.book.runner import BookContext, RowResult
 from pipeline.estimators import MLPClassifier
 from pipeline.reports import save_figure
 
+ESTIMATOR = MLPClassifier  # what each row trains (its parameters are checked first)
+
 
 def run(ctx: BookContext) -> Page:
     results: list[tuple[dict, RowResult]] = []

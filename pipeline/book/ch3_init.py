@@ -14,6 +14,8 @@ from pipeline.book.runner import BookContext
 from pipeline.estimators import MLPClassifier
 from pipeline.reports import save_figure
 
+ESTIMATOR = MLPClassifier  # what each row trains (its parameters are checked first)
+
 
 def run(ctx: BookContext) -> Page:
     results = []

@@ -18,6 +18,8 @@ from pipeline.data.transforms import rotate
 from pipeline.estimators import MLPClassifier
 from pipeline.reports import save_figure
 
+ESTIMATOR = MLPClassifier  # what each row trains (its parameters are checked first)
+
 
 def expanded(ctx: BookContext, copies: int, max_angle: float, seed: int) -> Split:
     """The training split plus ``copies`` randomly rotated copies of every image."""

@@ -21,6 +21,8 @@ from pipeline.book.runner import BookContext
 from pipeline.estimators import MLPRegressor
 from pipeline.reports import save_figure
 
+ESTIMATOR = MLPRegressor  # what each row trains (its parameters are checked first)
+
 NEEDS_DATA = False
 
 

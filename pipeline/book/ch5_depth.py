@@ -20,6 +20,8 @@ from pipeline.book.runner import BookContext, RowResult
 from pipeline.estimators import MLPClassifier
 from pipeline.reports import save_figure
 
+ESTIMATOR = MLPClassifier  # what each row trains (its parameters are checked first)
+
 
 def delta_norms(estimator):
     """An epoch-metrics function: ||delta^l|| = ||dC/db^l|| of each hidden layer.

@@ -21,6 +21,8 @@ from pipeline.data.transforms import pixel_shifts
 from pipeline.estimators import CNNClassifier
 from pipeline.reports import save_figure
 
+ESTIMATOR = CNNClassifier  # what each row trains (its parameters are checked first)
+
 
 def expanded(ctx: BookContext) -> Split:
     """expand_mnist.py: the training images and four copies shifted by ``book.expand.pixels``

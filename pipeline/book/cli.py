@@ -22,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 from pipeline.artifacts import ArtifactError
 from pipeline.book import EXPERIMENTS
 from pipeline.book.page import Page, write_page
-from pipeline.book.runner import make_context
+from pipeline.book.runner import check_book, make_context
 from pipeline.config import compose_config, conf_dir
 from pipeline.errors import ConfigError
 from pipeline.estimators import DivergenceError
@@ -64,6 +64,7 @@ def run_experiment(cfg: DictConfig, command: str) -> Page:
             f"book.name: unknown experiment {name!r}; choose from {list(EXPERIMENTS)}"
         )
     module = importlib.import_module(EXPERIMENTS[name])
+    check_book(cfg.book, getattr(module, "ESTIMATOR", None))
     started = time.perf_counter()
     ctx = make_context(cfg, needs_data=getattr(module, "NEEDS_DATA", True))
     ctx.command = command
@@ -88,6 +89,9 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m pipeline.book " + shlex.join(argv)
     try:
         run_experiment(cfg, command)
-    except (ArtifactError, ConfigError, DivergenceError, TrackingError, ValueError, OSError) as err:
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except (ArtifactError, DivergenceError, TrackingError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -20,7 +20,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
-from pipeline.config import to_container
+from pipeline.config import one_line, to_container
 from pipeline.data.datasets import PreparedData, load_dataset
 from pipeline.errors import ConfigError
 from pipeline.estimators import EpochInfo
@@ -253,6 +253,44 @@ def as_split(X: np.ndarray, y: np.ndarray) -> Split:
     return Split(np.ascontiguousarray(X.reshape(len(X), -1), dtype=np.float32), np.asarray(y))
 
 
+def check_book(book: DictConfig, estimator: type | None) -> None:
+    """The experiment's settings, checked before any data is read or run started: the
+    counts, and every row's estimator parameters (``book.network`` with the row's
+    ``params``) against ``estimator``'s own constraints. Raises ConfigError naming the key."""
+    values = to_container(book)
+    seeds = values.get("seeds")
+    if not isinstance(seeds, list) or not seeds:
+        raise ConfigError(f"book.seeds: expected a non-empty list of seeds, got {seeds!r}")
+    for i, seed in enumerate(seeds):
+        _check_count(seed, f"book.seeds[{i}]", 0)
+    for key, low in (("epochs", 1), ("n_train", 10), ("l2_reference_n", 1)):
+        _check_count(values.get(key), f"book.{key}", low, optional=True)
+    _check_count(values.get("threads", 1), "book.threads", 1)
+    rows = values.get("rows")
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        raise ConfigError(f"book.rows: expected a non-empty list of rows, got {rows!r}")
+    if estimator is None:
+        return
+    for i, row in enumerate(rows):
+        params = {**(values.get("network") or {}), **(row.get("params") or {})}
+        if values.get("epochs") is not None:
+            params["epochs"] = values["epochs"]
+        try:
+            candidate = estimator(**params)
+            candidate._validate_params()
+            candidate._check_integer_params()
+        except (TypeError, ValueError) as err:  # an unknown name, a value out of range
+            raise ConfigError(f"book.rows[{i}] ({row.get('name')}): {one_line(err)}") from None
+
+
+def _check_count(value: Any, key: str, low: int, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        expected = f"an integer >= {low}" + (" or null" if optional else "")
+        raise ConfigError(f"{key}: expected {expected}, got {value!r}")
+
+
 def make_context(cfg: DictConfig, needs_data: bool = True) -> BookContext:
     """Load the ``data`` config's splits (``book.n_train`` caps the training split)."""
     if not needs_data:
@@ -261,8 +299,6 @@ def make_context(cfg: DictConfig, needs_data: bool = True) -> BookContext:
     X, y = data.splits["train"]
     n_train = cfg.book.get("n_train")
     if n_train is not None:
-        if isinstance(n_train, bool) or not isinstance(n_train, int) or n_train < 10:
-            raise ConfigError(f"book.n_train: expected an integer >= 10 or null, got {n_train!r}")
         X, y = X[:n_train], y[:n_train]
     return BookContext(
         cfg,
