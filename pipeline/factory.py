@@ -12,6 +12,7 @@ from pipeline.artifacts import ESTIMATOR_CLASSES
 from pipeline.config import to_container
 from pipeline.config.files import AugmentedMeta, PreparedMeta, read_checked
 from pipeline.data.splits import load_images
+from pipeline.errors import ConfigError
 from pipeline.estimators import CNNClassifier, MLPClassifier
 from pipeline.io import ArtifactError, file_checksum
 
@@ -111,6 +112,12 @@ def build_estimator(
     """The estimator the config describes, sized for images of ``image_shape``."""
     params = estimator_params(cfg, overrides)
     cls = ESTIMATOR_CLASSES[cfg.model.estimator]
-    if cls is CNNClassifier:
-        params["image_shape"] = tuple(image_shape)
-    return cls(**params)
+    if cls is not CNNClassifier:
+        return cls(**params)
+    params["image_shape"] = tuple(image_shape)
+    estimator = cls(**params)
+    try:  # the layers sized for these images, nothing allocated: a kernel that does not fit
+        estimator._parameter_shapes(int(np.prod(image_shape)), 2)
+    except ValueError as err:
+        raise ConfigError(f"model.{err}") from None
+    return estimator

@@ -166,21 +166,33 @@ def test_diverging_trials_are_pruned_with_their_reason(digits_root):
     assert all("diverged" in t.user_attrs["reason"] for t in study.trials)
 
 
+def test_a_network_that_does_not_fit_the_images_stops_the_search_before_its_study(
+    digits_root, tmp_path
+):
+    cfg = compose_config(
+        search_overrides(tmp_path, "tracking=off", "model=cnn", "model.conv_layers=[[2,9,1]]")
+    )
+    shutil.copytree(digits_root / "data", tmp_path / "data")
+    with pytest.raises(ConfigError, match="^model.conv_layers: a 9x9 kernel does not fit"):
+        search.run(cfg)
+    assert not (tmp_path / "optuna.db").exists()
+
+
 def test_trials_failing_in_a_row_stop_the_search_with_the_reason(digits_root):
     cfg = compose_config(
         search_overrides(
             digits_root,
             "search.n_trials=20",
             "tracking=off",
-            "model=cnn",
-            "model.conv_layers=[[2,9,1]]",  # a 9x9 kernel on 8x8 digits: every trial fails
+            "search.max_train_samples=5",  # 5 digits: fewer classes than validation has
         )
     )
-    with pytest.raises(search.TrialsFailing, match="5 trials in a row failed.*9x9 kernel"):
+    with pytest.raises(search.TrialsFailing, match="5 trials in a row failed; last: ") as info:
         search.run(cfg)
     study = study_of(cfg)
     assert states(study)["FAIL"] == 5
-    assert all("9x9 kernel" in t.user_attrs["reason"] for t in study.trials)
+    reason = study.trials[-1].user_attrs["reason"]
+    assert reason and reason in str(info.value)
 
 
 @pytest.mark.parametrize(

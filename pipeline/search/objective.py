@@ -59,7 +59,11 @@ class Objective:
             for name in ("l2", "l1"):
                 configured = overrides.get(name, self.cfg.train.get(name, 0.0))
                 overrides[name] = float(configured) * self.penalty_scale
-        estimator = build_estimator(self.cfg, self.image_shape, overrides)
+        try:
+            estimator = build_estimator(self.cfg, self.image_shape, overrides)
+        except Exception as err:  # the trial fails; keep why
+            trial.set_user_attr("reason", f"{type(err).__name__}: {err}")
+            raise
         baseline = bool(trial.user_attrs.get(BASELINE_ATTR))
         run_id = None
         if self.parent_run_id:

@@ -81,7 +81,7 @@ def tracking_uri(cfg: DictConfig) -> str | None:
 
 
 def _run(cfg: DictConfig, pool) -> dict:
-    from pipeline.factory import dataset_meta, training_splits
+    from pipeline.factory import build_estimator, dataset_meta, training_splits
     from pipeline.search import optuna_compat as compat
     from pipeline.search.settings import validate_settings
     from pipeline.search.study import create_study
@@ -90,7 +90,9 @@ def _run(cfg: DictConfig, pool) -> dict:
     space = validate_settings(cfg)
     check_writable(cfg.paths.best_params, Path(cfg.paths.search) / "plots" / "slice.png")
     meta = dataset_meta(cfg)
-    training_splits(cfg)  # checked here, before the study is stored (the workers load them)
+    train, _ = training_splits(cfg)  # checked before the study is stored (workers load them)
+    build_estimator(cfg, train.image_shape)  # the configured network fits these images
+    del train
     study = create_study(cfg)  # once, before any worker starts
     enqueue_baseline(study, cfg, space)
     tracker = start_parent_run(study, cfg, meta["dataset"])
