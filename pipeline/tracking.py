@@ -274,6 +274,23 @@ def _sqlite_path(uri: str) -> Path | None:
     return Path(database).resolve() if database and database != ":memory:" else None
 
 
+def _check_sqlite_writable(uri: str) -> None:
+    """Fail at once on a SQLite store that cannot be written (a read-only disk or directory):
+    MLflow's SQLAlchemy engine would retry for minutes before giving up. SQLite writes its
+    journal beside the database, so the directory must be writable too."""
+    database = _sqlite_path(uri)
+    if database is None:
+        return
+    directory = next((p for p in database.parents if p.exists()), None)
+    if directory is None:
+        return
+    writable = os.access(directory, os.W_OK) and (
+        not database.exists() or os.access(database, os.W_OK)
+    )
+    if not writable:
+        raise PermissionError(f"{database}: the tracking store cannot be written (read-only)")
+
+
 @contextlib.contextmanager
 def store_creation_lock(uri: str) -> Iterator[None]:
     """Serialise first use of a SQLite store between processes: MLflow creates and migrates
@@ -485,6 +502,7 @@ class Tracker:
         if self._client is None:
             if self.remote:
                 self._probe_server()
+            _check_sqlite_writable(self.uri)
             from mlflow import MlflowClient
 
             with store_creation_lock(self.uri), warnings.catch_warnings():

@@ -577,6 +577,23 @@ def test_closed_port_with_on_error_fail_raises_at_once_with_a_masked_error():
     assert SECRET not in str(raised.value) and f":***@127.0.0.1:{port}" in str(raised.value)
 
 
+def test_a_read_only_sqlite_store_fails_at_once(monkeypatch, tmp_path, capsys):
+    store = tmp_path / "ro" / "mlflow.db"
+    store.parent.mkdir()
+    real_access = os.access
+    # A read-only disk (root may write anywhere else): the store's directory is not writable.
+    monkeypatch.setattr(
+        tracking.os, "access", lambda p, mode: False if p == store.parent else real_access(p, mode)
+    )
+    tracker = Tracker(f"sqlite:///{store}", "x", on_error="fail")
+    with pytest.raises(TrackingError, match=f"{store}: the tracking store cannot be written"):
+        tracker.start("run")
+    warned = Tracker(f"sqlite:///{store}", "x", on_error="warn")
+    warned.start("run")
+    assert not warned.active and "cannot be written" in capsys.readouterr().err
+    assert not store.exists()
+
+
 @pytest.mark.parametrize("on_error", ["fail", "warn"])
 def test_a_failed_preload_fails_the_start_by_the_policy(capsys, monkeypatch, tmp_path, on_error):
     def broken(remote: bool, for_model: bool) -> None:
