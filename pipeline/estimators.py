@@ -833,6 +833,12 @@ class _NetworkClassifier(ClassifierMixin, _NetworkEstimator):
         if not isinstance(classes, list) or len(classes) < 2:
             raise ValueError(f"classes: {str(classes)[:80]} is not a list of 2 or more labels")
         self.classes_ = np.asarray(classes, dtype=dtype)
+        if len(np.unique(self.classes_)) != len(classes) or not all(
+            a == b for a, b in zip(self.classes_.tolist(), classes, strict=True)
+        ):  # repeated, or changed by the dtype (3 as "<U1" is "3", 12 as "<U1" is "1")
+            raise ValueError(
+                f"classes: {str(classes)[:80]} are not distinct labels of type {dtype!r}"
+            )
 
     def partial_fit(
         self,

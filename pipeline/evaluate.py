@@ -103,10 +103,10 @@ def check_model_fits(
             f"{test_file}: images of {test.X.shape[1]} pixels, but {model_file} takes "
             f"{estimator.n_features_in_}"
         )
-    unseen = np.setdiff1d(test.y, estimator.classes_)
-    if unseen.size:
+    unseen = sorted(set(test.y.tolist()) - set(estimator.classes_.tolist()), key=str)
+    if unseen:
         raise ArtifactError(
-            f"{test_file}: labels {unseen[:10].tolist()} that {model_file} never saw in "
+            f"{test_file}: labels {unseen[:10]} that {model_file} never saw in "
             f"training (its classes: {estimator.classes_.tolist()})"
         )
 
