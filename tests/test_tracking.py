@@ -123,9 +123,16 @@ def test_short_or_absent_passwords_are_not_remembered():
 
 
 def test_a_stage_hides_a_password_it_cannot_parse_as_a_url(tmp_path):
+    from pipeline import augment, prepare
+    from pipeline.config import compose_config
+    from tests.conftest import stage_overrides
+
+    overrides = stage_overrides(tmp_path, "data=digits", "augment=none", "tracking=off")
+    prepare.run(compose_config(overrides))
+    augment.run(compose_config(overrides))
     url = "postgresql+psycopg2://user:s3cr3t PW@127.0.0.1:1/db"
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.search", f"search.storage={url}", "tracking=off"],
+        [sys.executable, "-m", "pipeline.search", *overrides, f"search.storage={url}"],
         cwd=Path(__file__).resolve().parents[1],
         env=child_environment(),
         capture_output=True,
