@@ -482,6 +482,13 @@ class _NetworkEstimator(BaseEstimator):
             )
         return self._network_input(X_val), self._targets(y_val, "y_val")
 
+    def check_params(self) -> None:
+        """Check the parameters as fitting does, before any data: for values chosen ahead of
+        a fit (a search space's, a book experiment's rows). Raises scikit-learn's
+        InvalidParameterError, a ValueError naming the parameter."""
+        self._validate_params()
+        self._check_integer_params()
+
     # Integer parameters: sklearn's Integral constraint lets True and False through.
     _INTEGER_PARAMS = ("batch_size", "epochs", "n_iter_no_change", "schedule_patience")
 
@@ -552,8 +559,7 @@ class _NetworkEstimator(BaseEstimator):
         with self._transaction() as transaction:
             first_call = not self.__sklearn_is_fitted__()
             if first_call:
-                self._validate_params()
-                self._check_integer_params()
+                self.check_params()
                 self._check_first_partial_fit(classes)
             X, y = self._validate_Xy(X, y, reset=first_call)
             if first_call:

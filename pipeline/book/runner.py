@@ -276,9 +276,7 @@ def check_book(book: DictConfig, estimator: type | None) -> None:
         if values.get("epochs") is not None:
             params["epochs"] = values["epochs"]
         try:
-            candidate = estimator(**params)
-            candidate._validate_params()
-            candidate._check_integer_params()
+            estimator(**params).check_params()
         except (TypeError, ValueError) as err:  # an unknown name, a value out of range
             raise ConfigError(f"book.rows[{i}] ({row.get('name')}): {one_line(err)}") from None
 

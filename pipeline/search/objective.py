@@ -61,8 +61,8 @@ class Objective:
                 overrides[name] = float(configured) * self.penalty_scale
         try:
             estimator = build_estimator(self.cfg, self.image_shape, overrides)
-        except Exception as err:  # the trial fails; keep why
-            trial.set_user_attr("reason", f"{type(err).__name__}: {err}")
+        except Exception as err:
+            _keep_reason(trial, err)
             raise
         baseline = bool(trial.user_attrs.get(BASELINE_ATTR))
         run_id = None
@@ -94,9 +94,15 @@ class Objective:
             raise optuna.TrialPruned(str(err)) from None
         except optuna.TrialPruned:
             raise
-        except Exception as err:  # the trial fails; keep why (Optuna 5 does not)
-            trial.set_user_attr("reason", f"{type(err).__name__}: {err}")
+        except Exception as err:
+            _keep_reason(trial, err)
             raise
         finally:
             trial.set_user_attr("epochs", int(getattr(estimator, "n_iter_", 0)))
         return float(estimator.best_validation_score_)
+
+
+def _keep_reason(trial: optuna.Trial, err: Exception) -> None:
+    """The trial fails: keep why, for the summary and the stop after failures in a row
+    (Optuna 5 does not keep a failed trial's exception)."""
+    trial.set_user_attr("reason", f"{type(err).__name__}: {err}")

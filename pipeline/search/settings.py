@@ -35,8 +35,7 @@ def check_values(cfg: DictConfig, space: dict[str, dict]) -> None:
         for value in spec["choices"] if "choices" in spec else (spec["low"], spec["high"]):
             estimator = cls(**estimator_params(cfg, estimator_overrides({name: value}, cfg)))
             try:
-                estimator._validate_params()
-                estimator._check_integer_params()
+                estimator.check_params()
             except ValueError as err:  # sklearn's InvalidParameterError is one
                 raise ConfigError(
                     f"search.space.{name}: {value!r} is not a value the estimator takes "
