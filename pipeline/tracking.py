@@ -33,6 +33,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,21 @@ def import_skops() -> None:
         import skops.io  # noqa: F401
     finally:
         sys.meta_path.remove(_RefuseTorch)
+
+
+def _in_thread(function: Callable[[], Any], name: str) -> Future:
+    """``function()`` run in a daemon thread (one that never holds up the interpreter's exit);
+    its result, or its exception, in the future returned."""
+    future: Future = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(function())
+        except BaseException as err:  # handed to whoever asks for the result
+            future.set_exception(err)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
 
 
 def _import_tracking(remote: bool, for_model: bool) -> None:
@@ -455,6 +471,7 @@ class Tracker:
         self._epochs: list = []  # epoch metrics not sent yet (see log_epoch)
         self._epochs_sent = time.monotonic()
         self._import_error: BaseException | None = None  # see preload
+        self._probe: Future | None = None  # the server's answer, asked for by preload
 
     @property
     def remote(self) -> bool:
@@ -479,10 +496,14 @@ class Tracker:
         """Import MLflow's client and store now (with ``for_model``, also what
         :meth:`log_saved_model` needs), before the first call that needs them: a tracker in a
         worker process (:mod:`pipeline.tracking_process`) does this while the stage reads its
-        data. Imports only: nothing is written or contacted until the first call that needs
-        the store. A failure is kept and raised by that call, under ``on_error``."""
+        data. Nothing is written until the first call that needs the store; a server is asked
+        whether it is there (:meth:`_probe_server`) in a thread beside the imports, so a
+        silent one costs the timeout once rather than after the imports. A failure is kept
+        and raised by that first call, under ``on_error``."""
         if not self.active or self._client is not None:
             return
+        if self.remote and self._probe is None:
+            self._probe = _in_thread(self._probe_server, name="mlflow-probe")
         try:
             _import_tracking(remote=self.remote, for_model=for_model)
         except Exception as err:  # raised again by the first call that opens the store
@@ -501,7 +522,11 @@ class Tracker:
             raise error
         if self._client is None:
             if self.remote:
-                self._probe_server()
+                probe, self._probe = self._probe, None
+                if probe is None:
+                    self._probe_server()
+                else:
+                    probe.result()  # raises what the probe raised
             _check_sqlite_writable(self.uri)
             from mlflow import MlflowClient
 

@@ -574,6 +574,24 @@ def test_hanging_server_costs_one_timeout_and_a_masked_warning(capsys, answer_he
     assert {k for k in changed if not k.startswith("_MLFLOW_TELEMETRY")} == set()
 
 
+def test_the_server_is_asked_beside_the_imports_not_after_them(capsys, monkeypatch):
+    imports_seconds, timeout = 2.0, 2
+
+    def slow_imports(remote: bool, for_model: bool) -> None:
+        time.sleep(imports_seconds)
+
+    monkeypatch.setattr(tracking, "_import_tracking", slow_imports)
+    with hanging_server(answer_health=False) as port:
+        tracker = Tracker(f"http://127.0.0.1:{port}", "x", timeout=timeout)
+        started = time.monotonic()
+        tracker.preload(for_model=True)
+        tracker.start("run")
+        seconds = time.monotonic() - started
+    assert not tracker.active and "cannot reach the server" in capsys.readouterr().err
+    # One after the other they would take imports_seconds + timeout = 4 s.
+    assert seconds < max(imports_seconds, timeout) + 1.5, seconds
+
+
 def test_closed_port_with_on_error_fail_raises_at_once_with_a_masked_error():
     port = closed_port()
     tracker = Tracker(f"http://:{SECRET}@127.0.0.1:{port}", "x", on_error="fail", timeout=30)
