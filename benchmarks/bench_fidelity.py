@@ -55,6 +55,7 @@ from pipeline import search  # noqa: E402
 from pipeline.artifacts import write_text  # noqa: E402
 from pipeline.config import compose_config  # noqa: E402
 from pipeline.factory import build_estimator, load_split  # noqa: E402
+from pipeline.io import read_mapping  # noqa: E402
 from pipeline.search.space import as_config, estimator_overrides  # noqa: E402
 
 HEADERS = ["trial", "state", "search score", "search epochs", "full val accuracy",
@@ -198,7 +199,7 @@ def measure(args: argparse.Namespace, root: Path, argv: Sequence[str] | None) ->
     load_before = os.getloadavg()
     print(f"data: {prepare_data(overrides)}", flush=True)
     cfg, trials = run_search(overrides)
-    picked = max(trials, key=lambda t: t.value).number
+    picked = int(read_mapping(cfg.paths.best_params)["trial"])  # what train would use
     train = load_split(Path(cfg.paths.augmented) / "train.npz")
     val = load_split(Path(cfg.paths.prepared) / "val.npz")
     results = []

@@ -130,6 +130,11 @@ def values_source(run: dict) -> str | None:
             f" vs {search['baseline_value']:.4f} for the configured values "
             f"(trial {search['baseline_trial']}), within the search's budget"
         )
+    if search.get("best_trial") not in (None, search["trial"]):
+        text += (
+            f"; the best trial, {search['best_trial']} ({search['best_value']:.4f}), was "
+            "within the validation split's noise (search.min_gain_se)"
+        )
     return text
 
 
@@ -184,7 +189,9 @@ def run(cfg: DictConfig) -> dict:
     }
     search = train_run.get("search")
     if search and search["value"] is not None:
-        metrics["search_best_val_accuracy"] = search["value"]
+        metrics["search_chosen_val_accuracy"] = search["value"]  # the trial train used
+        best = search.get("best_value")
+        metrics["search_best_val_accuracy"] = search["value"] if best is None else best
         if search.get("baseline_value") is not None:
             metrics["search_baseline_val_accuracy"] = search["baseline_value"]
     per_class = classification_report(

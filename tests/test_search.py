@@ -69,6 +69,7 @@ def test_search_prunes_and_train_takes_the_best_params(digits_root):
             digits_root,
             "search.n_trials=8",
             "search.space.learning_rate.low=0.001",  # some hopeless trials to prune
+            "search.min_gain_se=0",  # the best trial wins however small its gain
         )
     )
     summary = search.run(cfg)
@@ -94,7 +95,9 @@ def test_search_prunes_and_train_takes_the_best_params(digits_root):
         assert (Path(cfg.paths.search) / "plots" / f"{plot}.png").is_file()
 
     train_cfg = compose_config(
-        search_overrides(digits_root, "train.use_search=true", "train.epochs=2")
+        search_overrides(
+            digits_root, "train.use_search=true", "train.epochs=2", "search.min_gain_se=0"
+        )
     )
     train.run(train_cfg)
     model = load_model(train_cfg.paths.model)

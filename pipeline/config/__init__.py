@@ -248,13 +248,15 @@ def with_search_result(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
         merged = validate(OmegaConf.merge(cfg, fragment))
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
-    baseline = document["baseline"] or {}
+    baseline, best = document["baseline"] or {}, document["best"] or {}
     search = {
         "study": document["study"],
         "trial": document["trial"],
         "value": document["value"],
         "baseline_trial": baseline.get("trial"),
         "baseline_value": baseline.get("value"),
+        "best_trial": best.get("trial"),
+        "best_value": best.get("value"),
     }
     source = (
         f"search study {search['study']} trial {search['trial']}"

@@ -71,10 +71,12 @@ class SearchRecord:
     value: float | None = None
     baseline_trial: int | None = field(default=None, metadata={"ge": 0})
     baseline_value: float | None = None
+    best_trial: int | None = field(default=None, metadata={"ge": 0})
+    best_value: float | None = None
 
 
 @dataclass
-class BaselineTrial:
+class TrialScore:
     trial: int = field(default=-1, metadata={"ge": 0})
     value: float = MISSING
 
@@ -82,16 +84,19 @@ class BaselineTrial:
 @dataclass
 class BestParams:
     """``${paths.best_params}``: ``config``, the fragment of the ``train`` and ``model``
-    groups that train merges onto its config, and what the search wrote about it: the best
-    trial, the baseline's, and the model and dataset it ran on (all optional: a file
-    written by hand may hold ``config`` alone)."""
+    groups that train merges onto its config, and what the search wrote about it: the trial
+    those values are from and why (``chosen``), the study's best and the baseline's, and the
+    model and dataset it ran on (all optional: a file written by hand may hold ``config``
+    alone)."""
 
     config: dict[str, Any] | None = None
     study: str | None = None
     trial: int | None = field(default=None, metadata={"ge": 0})
     value: float | None = None
     epochs: int | None = field(default=None, metadata={"ge": 0})
-    baseline: BaselineTrial | None = None
+    best: TrialScore | None = None  # the study's best (not chosen when within the noise)
+    baseline: TrialScore | None = None
+    chosen: str | None = None  # why train uses this trial (pipeline.search.outputs)
     model: str | None = None
     dataset: str | None = None
 

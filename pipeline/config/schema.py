@@ -282,6 +282,9 @@ class SearchConfig:
     heartbeat_interval: int = bounded(10, ge=1)
     grace_period: int = bounded(30, ge=1)
     max_retry: int = bounded(2, ge=0)
+    # The best trial replaces the baseline (the configured values) only when it beats it on
+    # validation by more than this many standard errors (pipeline.search.outputs); 0: always.
+    min_gain_se: float = bounded(1.0, ge=0)
 
 
 # --- tracking, evaluate, paths ------------------------------------------------------------

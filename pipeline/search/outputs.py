@@ -4,7 +4,9 @@ summary.md (baseline vs best), and plots named after the metric and the book's s
 from __future__ import annotations
 
 import logging
+import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +53,57 @@ def best_trial(study: optuna.Study, complete: list[FrozenTrial]) -> FrozenTrial:
     return max(complete, key=lambda trial: (sign * trial.value, -trial.number))
 
 
+@dataclass(frozen=True)
+class Choice:
+    """The trial train uses (``chosen``) and why: the study's best, or the baseline when
+    the best beats it by no more than ``min_gain_se`` standard errors (``se``, in accuracy)
+    of the difference of two accuracies on ``n_val`` validation images."""
+
+    chosen: FrozenTrial
+    best: FrozenTrial
+    baseline: FrozenTrial | None
+    se: float | None
+    n_val: int
+    min_gain_se: float
+
+    @property
+    def kept_baseline(self) -> bool:
+        return self.chosen is not self.best
+
+    def reason(self) -> str:
+        if self.baseline is None:
+            return "the best trial (no baseline in the study)"
+        if self.best is self.baseline:
+            return "the best trial, the baseline (the configured values)"
+        gain = 100 * (self.best.value - self.baseline.value)
+        errors = f"{self.min_gain_se:g} standard error" + ("" if self.min_gain_se == 1 else "s")
+        margin = f"{errors} ({100 * self.min_gain_se * self.se:.2f} points) of {self.n_val} images"
+        if self.kept_baseline:
+            return (
+                f"the baseline (the configured values): the best trial, {self.best.number}, "
+                f"beats it by {gain:+.2f} points on validation, within {margin}"
+            )
+        return f"the best trial: {gain:+.2f} points over the baseline, beyond {margin}"
+
+
+def choose_trial(
+    study: optuna.Study, complete: list[FrozenTrial], n_val: int, min_gain_se: float
+) -> Choice:
+    """The best trial, unless its gain over the baseline is within the validation set's
+    noise: one standard error of the difference of two accuracies p1, p2 on n images,
+    sqrt((p1 (1 - p1) + p2 (1 - p2)) / n), times ``min_gain_se`` (the one-standard-error
+    rule: keep the simpler choice, here the book's values, unless the data tell otherwise).
+    The two models err on many of the same images, so the true noise is smaller: the rule
+    errs towards the book's values."""
+    best, baseline = best_trial(study, complete), baseline_trial(study)
+    if baseline is None or best is baseline or baseline.number == best.number:
+        return Choice(best, best, baseline, None, n_val, min_gain_se)
+    p1, p2 = float(best.value), float(baseline.value)
+    se = math.sqrt(max(p1 * (1 - p1) + p2 * (1 - p2), 0.0) / max(n_val, 1))
+    keep = p1 - p2 <= min_gain_se * se
+    return Choice(baseline if keep else best, best, baseline, se, n_val, min_gain_se)
+
+
 def best_config(cfg: DictConfig, best: FrozenTrial) -> dict:
     """The best trial as a config fragment: its searched values only. Its epoch count is
     not among them unless ``epochs`` was searched: a trial trains on a subset for at most
@@ -59,8 +112,9 @@ def best_config(cfg: DictConfig, best: FrozenTrial) -> dict:
     return as_config(estimator_overrides(best.params, cfg))
 
 
-def write_outputs(cfg: DictConfig, study: optuna.Study) -> dict:
-    """Write every output; returns the summary the stage logs and prints."""
+def write_outputs(cfg: DictConfig, study: optuna.Study, n_val: int) -> dict:
+    """Write every output; returns the summary the stage logs and prints. ``n_val``: the
+    size of the validation split the trials were scored on (see :func:`choose_trial`)."""
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
@@ -68,32 +122,38 @@ def write_outputs(cfg: DictConfig, study: optuna.Study) -> dict:
         raise ArtifactError(
             f"study {study.study_name}: no trial completed (reasons: {sorted(map(str, reasons))})"
         )
-    best, baseline = best_trial(study, complete), baseline_trial(study)
+    choice = choose_trial(study, complete, n_val, float(cfg.search.min_gain_se))
+    chosen, best, baseline = choice.chosen, choice.best, choice.baseline
     out = Path(cfg.paths.search)
-    fragment = best_config(cfg, best)
-    document = {"study": study.study_name, "trial": best.number, "value": float(best.value),
-                "epochs": int(best.user_attrs.get("epochs", 0)),
+    fragment = best_config(cfg, chosen)
+    document = {"study": study.study_name, "trial": chosen.number, "value": float(chosen.value),
+                "epochs": int(chosen.user_attrs.get("epochs", 0)),
                 "model": cfg.model.name, "dataset": cfg.data.name}  # fmt: skip
+    document["best"] = {"trial": best.number, "value": float(best.value)}
     if baseline is not None:
         document["baseline"] = {"trial": baseline.number, "value": float(baseline.value)}
+    document["chosen"] = choice.reason()
     document["config"] = fragment
     header = (
-        f"# Best trial {best.number} of study {study.study_name}: {cfg.search.metric} "
-        f"{best.value:.4f}" + (f" (baseline {baseline.value:.4f})" if baseline else "") + ".\n"
+        f"# Trial {chosen.number} of study {study.study_name}: {cfg.search.metric} "
+        f"{chosen.value:.4f}; {choice.reason()}.\n"
         "# train merges `config` onto the composed config when train.use_search=true.\n"
     )
     write_text(cfg.paths.best_params, header + yaml.safe_dump(document, sort_keys=False))
     frame = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs"))
     frame["duration_s"] = [t.duration.total_seconds() if t.duration else None for t in trials]
     write_text(out / "trials.csv", frame.to_csv(index=False))
-    write_text(out / "summary.md", summary_markdown(cfg, study, best, baseline))
+    write_text(out / "summary.md", summary_markdown(cfg, study, choice))
     plot_study(study, out / "plots", str(cfg.search.metric))
     count = {state: sum(t.state == state for t in trials) for state in TrialState}
     return {
         "best_value": float(best.value),
         "best_trial": best.number,
         "best_params": dict(best.params),
-        "best_config": fragment,
+        "chosen_value": float(chosen.value),
+        "chosen_trial": chosen.number,
+        "chosen": choice.reason(),
+        "chosen_config": fragment,
         "baseline_value": float(baseline.value) if baseline else None,
         "baseline_trial": baseline.number if baseline else None,
         "n_complete": count[TrialState.COMPLETE],
@@ -103,15 +163,16 @@ def write_outputs(cfg: DictConfig, study: optuna.Study) -> dict:
     }
 
 
-def summary_markdown(cfg, study, best: FrozenTrial, baseline: FrozenTrial | None) -> str:
-    """Baseline (the configured values) and best trial side by side, on validation."""
-    rows = [("baseline (configured)", baseline), ("best", best)]
+def summary_markdown(cfg, study, choice: Choice) -> str:
+    """Baseline (the configured values), best and chosen trial side by side, on validation."""
+    rows = [("baseline (configured)", choice.baseline), ("best", choice.best)]
+    rows.append(("chosen (train uses it)", choice.chosen))
     names = sorted({n for _, t in rows if t is not None for n in t.params})
     lines = [
         f"# Search {study.study_name}",
         "",
         f"{len(study.trials)} trials; {cfg.search.metric} on the validation split "
-        "(the test split is never used to choose).",
+        f"({choice.n_val} images; the test split is never used to choose).",
         "",
         "| | trial | "
         + " | ".join(label(n) for n in names)
@@ -127,8 +188,10 @@ def summary_markdown(cfg, study, best: FrozenTrial, baseline: FrozenTrial | None
             f"| {role} | {trial.number} | {values} | {trial.user_attrs.get('epochs', '-')} "
             f"| {trial.value:.4f} |"
         )
-    if baseline is not None:
-        lines += ["", f"Best minus baseline: {100 * (best.value - baseline.value):+.2f} points."]
+    if choice.baseline is not None:
+        gain = 100 * (choice.best.value - choice.baseline.value)
+        lines += ["", f"Best minus baseline: {gain:+.2f} points."]
+    lines += ["", f"Chosen: {choice.reason()} (`search.min_gain_se={choice.min_gain_se:g}`)."]
     return "\n".join(lines) + "\n"
 
 

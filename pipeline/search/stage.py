@@ -110,6 +110,7 @@ def _run(cfg: DictConfig, pool) -> dict:
 
 
 def search(cfg: DictConfig, tracker, pool=None) -> dict:
+    from pipeline.factory import load_split
     from pipeline.search.outputs import write_outputs
     from pipeline.search.progress import Progress
     from pipeline.search.study import create_study
@@ -127,7 +128,8 @@ def search(cfg: DictConfig, tracker, pool=None) -> dict:
 
     study = create_study(cfg)  # fresh view of everything the workers stored
     incomplete(study, n_trials)
-    summary = write_outputs(cfg, study)
+    n_val = len(load_split(Path(cfg.paths.prepared) / "val.npz").y)  # what trials scored on
+    summary = write_outputs(cfg, study, n_val)
     summary["seconds"] = round(seconds, 1)
     tracker.log_metrics({k: v for k, v in summary.items()
                          if isinstance(v, int | float) and not k.endswith("_trial")})  # fmt: skip
@@ -141,7 +143,7 @@ def search(cfg: DictConfig, tracker, pool=None) -> dict:
         f"{summary['best_value']:.4f} (trial {summary['best_trial']})"
         + (f" vs baseline {baseline:.4f} (trial {summary['baseline_trial']})" if baseline
            is not None else "")
-        + f" -> {cfg.paths.best_params}"
+        + f"; train uses {summary['chosen']} -> {cfg.paths.best_params}"
     )  # fmt: skip
     return summary
 

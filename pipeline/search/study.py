@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
 import tempfile
 import time
@@ -99,21 +101,60 @@ def retry_callback(cfg: DictConfig) -> RetryHeartbeatStaleTrialCallback:
         return RetryHeartbeatStaleTrialCallback(max_retry=int(cfg.search.max_retry))
 
 
+# The code a trial's score comes from. A study is resumed only by the code that scored its
+# trials: DVC reruns the search when this code changes, and a study found under the old
+# name would answer with trials the new code no longer reproduces.
+TRIAL_CODE = (
+    "pipeline.nn",
+    "pipeline.estimators",
+    "pipeline.factory",
+    "pipeline.search.objective",
+    "pipeline.search.space",
+)
+
+
+@functools.cache
+def trial_code_digest() -> str:
+    """sha256 of the source files of :data:`TRIAL_CODE` (a package: all its modules)."""
+    digest = hashlib.sha256()
+    for name in TRIAL_CODE:
+        spec = importlib.util.find_spec(name)
+        origin = Path(spec.origin)
+        files = sorted(origin.parent.rglob("*.py")) if spec.submodule_search_locations else [origin]
+        for path in files:
+            digest.update(f"{name}/{path.relative_to(origin.parent).as_posix()}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def data_digest(cfg: DictConfig) -> str:
+    """sha256 of the prepared and augmented meta.json: the source files' checksums, the
+    split, the augmentation and the checksum of the split it augmented."""
+    digest = hashlib.sha256()
+    for path in (Path(cfg.paths.prepared) / "meta.json", Path(cfg.paths.augmented) / "meta.json"):
+        digest.update(path.read_bytes() if path.is_file() else b"-")
+    return digest.hexdigest()
+
+
 def study_name(cfg: DictConfig) -> str:
-    """``search.study_name``, or one derived from what makes trials comparable."""
+    """``search.study_name``, or one derived from what makes trials comparable: the
+    settings, the data (:func:`data_digest`) and the code (:func:`trial_code_digest`)."""
     if cfg.search.study_name:
         return str(cfg.search.study_name)
     relevant = {
         key: to_container(cfg[key]) for key in ("data", "augment", "model", "train", "search")
     }
-    for key in ("n_trials", "timeout", "workers", "storage", "study_name", "threads"):
-        relevant["search"].pop(key, None)  # how long or where, not what is searched
+    how = ("n_trials", "timeout", "workers", "storage", "study_name", "threads", "min_gain_se")
+    for key in how:
+        relevant["search"].pop(key, None)  # how long, where or what is done with the trials
     # Train settings that do not change what a trial learns (search.epochs replaces the
     # epochs). The configured values of searched dimensions stay: they are trial 0.
     ignored = {"use_search", "threads", "track_gradient_norms"}
     ignored |= set() if "epochs" in cfg.search.space else {"epochs"}
     relevant["train"] = {k: v for k, v in relevant["train"].items() if k not in ignored}
     relevant["seed"] = cfg.seed
+    relevant["data_files"] = data_digest(cfg)
+    relevant["trial_code"] = trial_code_digest()
     digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
     return f"{cfg.model.name}-{cfg.data.name}-{digest}"
 

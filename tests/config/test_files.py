@@ -90,8 +90,16 @@ def test_the_best_values_are_merged_and_their_trial_recorded(tmp_path):
     assert merged.train.learning_rate == 0.2
     assert provenance["search"] == {
         "study": "mlp-digits-1", "trial": 3, "value": 0.9, "baseline_trial": 0,
-        "baseline_value": 0.8,
+        "baseline_value": 0.8, "best_trial": None, "best_value": None,
     }  # fmt: skip
+
+
+def test_the_studys_best_is_recorded_beside_the_trial_train_uses(tmp_path):
+    kept = {**BEST, "trial": 0, "value": 0.8, "best": {"trial": 3, "value": 0.81},
+            "chosen": "the baseline (the configured values): ..."}  # fmt: skip
+    _, provenance = _train_with(tmp_path, kept)
+    search = provenance["search"]
+    assert (search["trial"], search["best_trial"], search["best_value"]) == (0, 3, 0.81)
 
 
 @pytest.mark.parametrize(
@@ -101,6 +109,8 @@ def test_the_best_values_are_merged_and_their_trial_recorded(tmp_path):
         ({"trial": "x"}, ArtifactError, "trial: expected an integer"),
         ({"epochs": -1}, ArtifactError, "epochs: must be >= 0"),
         ({"baseline": {"trial": 0}}, ArtifactError, "baseline.value: missing"),
+        ({"best": {"trial": -2, "value": 0.9}}, ArtifactError, "best.trial: must be >= 0"),
+        ({"chosen": ["x"]}, ArtifactError, "chosen"),
         ({"config": {}}, ArtifactError, "`config` must be a mapping"),
         ({"config": {"data": {"name": "mnist"}}}, ArtifactError, "`config` must be a mapping"),
         ({"model": "cnn", "dataset": "mnist_sample"}, ArtifactError,

@@ -3,6 +3,8 @@ a search prints (fast: sklearn digits, a small MLP)."""
 
 from __future__ import annotations
 
+import importlib.util
+import math
 import subprocess
 import sys
 import warnings
@@ -16,6 +18,8 @@ from mlflow.tracking import MlflowClient
 from pipeline import augment, prepare, search
 from pipeline.config import compose_config
 from pipeline.search import outputs
+from pipeline.search import study as study_module
+from pipeline.search.objective import BASELINE_ATTR
 from pipeline.search.space import check_space, including_configured, suggest
 from tests.conftest import stage_overrides
 from tests.environ import child_environment
@@ -51,6 +55,7 @@ def test_baseline_is_trial_0_with_the_configured_values_and_reported(digits_root
             "search.n_trials=4",
             "tracking=off",
             "search.study_name=base",
+            "search.min_gain_se=0",
             "train.batch_size=30",
         )  # not among the choices: added to them  # fmt: skip
     )
@@ -193,3 +198,97 @@ def test_the_best_of_tied_trials_is_the_lowest_numbered(direction):
     complete = study.get_trials(deepcopy=False)
     expected = 1 if direction == "maximize" else 3
     assert outputs.best_trial(study, complete).number == expected
+
+
+def _study_with(values: list[float]) -> tuple[optuna.Study, list]:
+    """Trial 0 (the baseline) and the others, with these validation accuracies."""
+    study = optuna.create_study(direction="maximize")
+    for number, value in enumerate(values):
+        attrs = {BASELINE_ATTR: True} if number == 0 else {}
+        study.add_trial(optuna.trial.create_trial(value=value, user_attrs=attrs))
+    return study, study.get_trials(deepcopy=False)
+
+
+@pytest.mark.parametrize(
+    ("values", "n_val", "min_gain_se", "chosen"),
+    [
+        # 0.976 vs 0.9787 on 750 images: one standard error is 0.79 points, the gain 0.27
+        ([0.976, 0.95, 0.9787], 750, 1.0, 0),
+        ([0.976, 0.95, 0.9787], 750, 0.0, 2),  # the rule off: the best wins
+        ([0.976, 0.95, 0.9787], 750, 0.3, 2),  # 0.27 > 0.3 x 0.79 points
+        ([0.90, 0.93, 0.92], 10_000, 1.0, 1),  # 3 points on 10,000 images: ~7 errors
+        ([0.90, 0.90, 0.89], 10_000, 0.0, 0),  # a tie goes to the baseline
+    ],
+)
+def test_the_best_replaces_the_baseline_only_beyond_the_validation_noise(
+    values, n_val, min_gain_se, chosen
+):
+    study, complete = _study_with(values)
+    choice = outputs.choose_trial(study, complete, n_val, min_gain_se)
+    assert choice.best.number == max(range(len(values)), key=lambda i: (values[i], -i))
+    assert choice.chosen.number == chosen and choice.kept_baseline == (chosen != choice.best.number)
+    p1, p2 = max(values), values[0]
+    if choice.se is not None:
+        assert choice.se == pytest.approx(math.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / n_val))
+    assert ("within" in choice.reason()) == choice.kept_baseline
+
+
+def test_without_a_baseline_the_best_is_chosen():
+    study = optuna.create_study(direction="maximize")
+    for value in (0.5, 0.6):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    choice = outputs.choose_trial(study, study.get_trials(), 100, 1.0)
+    assert choice.chosen.number == 1 and choice.baseline is None
+
+
+def test_the_search_writes_the_chosen_trial_and_the_studys_best(digits_root):
+    cfg = compose_config(
+        overrides(
+            digits_root,
+            "search.n_trials=4",
+            "tracking=off",
+            "search.study_name=noise",
+            "search.min_gain_se=100",
+        )  # fmt: skip (nothing beats 100 standard errors)
+    )
+    summary = search.run(cfg)
+    study = load(cfg)
+    document = yaml.safe_load(Path(cfg.paths.best_params).read_text())
+    baseline = study.trials[0]
+    assert document["trial"] == 0 and document["value"] == baseline.value
+    assert document["best"] == {"trial": study.best_trial.number, "value": study.best_value}
+    assert document["config"]["train"] == {k: baseline.params[k] for k in baseline.params}
+    assert summary["chosen_trial"] == 0 and summary["best_trial"] == study.best_trial.number
+    report = (Path(cfg.paths.search) / "summary.md").read_text()
+    assert "| chosen (train uses it) | 0 |" in report and "min_gain_se=100" in report
+
+
+def test_the_study_is_named_after_its_data_and_trial_code(digits_root, monkeypatch):
+    cfg = compose_config(overrides(digits_root))
+    name = search.study_name(cfg)
+    assert name == search.study_name(compose_config(overrides(digits_root, "search.min_gain_se=3")))
+    monkeypatch.setattr(study_module, "trial_code_digest", lambda: "changed code")
+    assert search.study_name(cfg) != name
+    monkeypatch.undo()
+    assert search.study_name(cfg) == name
+    meta = Path(cfg.paths.augmented) / "meta.json"
+    original = meta.read_bytes()
+    try:
+        meta.write_bytes(original.replace(b"}", b', "note": "augmented again"}', 1))
+        assert search.study_name(cfg) != name
+    finally:
+        meta.write_bytes(original)
+
+
+@pytest.mark.parametrize(
+    "module", ["pipeline.nn.layers", "pipeline.estimators", "pipeline.search.objective"]
+)
+def test_the_trial_code_digest_changes_with_the_code_a_trial_runs(monkeypatch, module):
+    changed = Path(importlib.util.find_spec(module).origin)
+    digest = study_module.trial_code_digest.__wrapped__
+    before = digest()
+    read_bytes = Path.read_bytes
+    monkeypatch.setattr(
+        Path, "read_bytes", lambda path: read_bytes(path) + (b"#" if path == changed else b"")
+    )
+    assert digest() != before
