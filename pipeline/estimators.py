@@ -24,7 +24,7 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, is_classifier
 from sklearn.metrics import r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
@@ -51,7 +51,8 @@ from pipeline.nn.initializers import INITS
 
 
 class DivergenceError(ArithmeticError):
-    """Training produced a NaN or infinite loss (eta too large, usually)."""
+    """Training produced a NaN or infinite loss or weights, or outputs saturated at 0 for
+    most samples' own class (eta too large, usually)."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,16 @@ def _generator(random_state) -> np.random.Generator:
     if random_state is None or isinstance(random_state, Integral):
         return np.random.default_rng(random_state)
     return np.random.default_rng(check_random_state(random_state).randint(2**31 - 1))
+
+
+def _saturated_fraction(outputs: np.ndarray, Y: np.ndarray) -> float:
+    """The fraction of samples whose own class's output a^L_y is 0 in the network's float
+    type (one-hot Y). A learning rate too large drives the weights up until the outputs
+    saturate at 0 and 1; the costs' clipped logs keep the loss finite then (about 16 per
+    wrong output in float32), so a NaN check alone misses it. A network that learns
+    nothing still gives each class about its frequency."""
+    own = np.einsum("ij,ij->i", outputs, Y)
+    return float(np.mean(own <= np.finfo(outputs.dtype).tiny))
 
 
 def _whole_number(value, name: str, context) -> int:
@@ -608,6 +619,7 @@ class _NetworkEstimator(BaseEstimator):
 
         outputs = np.empty_like(Y)  # a^L of every sample as it was trained on, this epoch
         x_batch = np.empty((batch, *X.shape[1:]), X.dtype)  # the mini-batch, copied from X
+        saturated_check = is_classifier(self)  # one-hot targets (see _saturated_fraction)
         try:
             for _ in range(epochs):
                 order = self._rng.permutation(n)  # shuffle by index, once per epoch
@@ -629,6 +641,13 @@ class _NetworkEstimator(BaseEstimator):
                     raise DivergenceError(
                         f"training diverged: loss is {loss} in epoch {self.n_iter_ + 1} "
                         f"(learning_rate={schedule.eta:g}); try a smaller learning_rate"
+                    )
+                if saturated_check and _saturated_fraction(outputs, Y_epoch) > 0.5:
+                    raise DivergenceError(
+                        f"training diverged: the outputs saturated in epoch {self.n_iter_ + 1}, "
+                        "more than half the training samples getting their own class with "
+                        f"probability 0 (learning_rate={schedule.eta:g}); try a smaller "
+                        "learning_rate"
                     )
                 self.n_iter_ += 1
                 self.loss_curve_.append(loss)
@@ -873,7 +892,7 @@ class _NetworkClassifier(ClassifierMixin, _NetworkEstimator):
             raise ValueError(
                 f"X: every output neuron is 0 for {int(empty.sum())} rows (first: row "
                 f"{int(np.flatnonzero(empty)[0])}); inputs are far outside the range the model "
-                "was trained on"
+                "was trained on, or its weights are saturated (a learning_rate too large)"
             )
         # Sigmoid outputs need normalising; softmax outputs computed in float32 need it too,
         # to sum to 1 in float64.

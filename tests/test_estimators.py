@@ -203,6 +203,34 @@ def test_divergence_raises_clear_error(digits):
         clf.fit(X_tr * 1e3, y_tr)
 
 
+@pytest.mark.parametrize(
+    ("make", "eta"),
+    [
+        (lambda eta: MLPClassifier((30,), learning_rate=eta, random_state=0), 100),
+        (lambda eta: MLPClassifier((30,), activation="relu", learning_rate=eta, random_state=0),
+         3000),
+        (lambda eta: CNNClassifier(conv_layers=((6, 3, 2),), learning_rate=eta, random_state=0),
+         1000),
+    ],
+    ids=["mlp-sigmoid", "mlp-relu", "cnn"],
+)  # fmt: skip
+def test_saturated_outputs_are_divergence_though_the_loss_stays_finite(digits, make, eta):
+    """Too large an eta saturates the outputs; the costs' clipped logs keep the loss finite,
+    and without the check training ended at chance with no word."""
+    X_tr, _, y_tr, _ = digits
+    with pytest.raises(DivergenceError, match=f"outputs saturated in epoch 1.*learning_rate={eta}"):
+        make(eta).set_params(epochs=3).fit(X_tr, y_tr)
+    make(0.1).set_params(epochs=3).fit(X_tr, y_tr)  # the same network at a sane eta
+
+
+def test_random_labels_at_a_sane_eta_are_not_divergence():
+    rng = np.random.default_rng(0)
+    X, y = rng.random((40, 36)), rng.integers(0, 2, size=40)  # nothing to learn
+    for clf in (MLPClassifier((10,), learning_rate=3.0), CNNClassifier(conv_layers=((3, 3, 2),))):
+        clf.set_params(epochs=20, random_state=0).fit(X, y)
+        assert clf.n_iter_ == 20
+
+
 def test_partial_fit_one_epoch_per_call(digits):
     X_tr, X_te, y_tr, y_te = digits
     clf = MLPClassifier(random_state=0)
