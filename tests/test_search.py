@@ -21,7 +21,9 @@ from pipeline import augment, evaluate, prepare, search, train
 from pipeline.artifacts import load_model
 from pipeline.config import compose_config
 from pipeline.errors import ConfigError
+from pipeline.estimators import MLPClassifier
 from pipeline.io import ArtifactError, save_arrays
+from pipeline.search.objective import training_rows
 from tests.conftest import stage_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,21 +183,42 @@ def test_a_network_that_does_not_fit_the_images_stops_the_search_before_its_stud
     assert not (tmp_path / "optuna.db").exists()
 
 
-def test_trials_failing_in_a_row_stop_the_search_with_the_reason(digits_root):
-    cfg = compose_config(
-        search_overrides(
-            digits_root,
-            "search.n_trials=20",
-            "tracking=off",
-            "search.max_train_samples=5",  # 5 digits: fewer classes than validation has
-        )
-    )
+def test_trials_failing_in_a_row_stop_the_search_with_the_reason(digits_root, monkeypatch):
+    def broken_fit(self, X, y, **kwargs):
+        raise ValueError(f"X: cannot train on {len(X)} rows today")
+
+    monkeypatch.setattr(MLPClassifier, "fit", broken_fit)  # workers=1: trials run here
+    cfg = compose_config(search_overrides(digits_root, "search.n_trials=20", "tracking=off"))
     with pytest.raises(search.TrialsFailing, match="5 trials in a row failed; last: ") as info:
         search.run(cfg)
     study = study_of(cfg)
     assert states(study)["FAIL"] == 5
     reason = study.trials[-1].user_attrs["reason"]
-    assert reason and reason in str(info.value)
+    assert "cannot train on" in reason and reason in str(info.value)
+
+
+def test_a_subset_too_small_for_every_class_gets_one_of_each(digits_root):
+    cfg = compose_config(
+        search_overrides(
+            digits_root, "search.n_trials=2", "tracking=off", "search.max_train_samples=5"
+        )  # fmt: skip (5 digits of 10 classes)
+    )
+    search.run(cfg)
+    assert states(study_of(cfg))["COMPLETE"] == 2
+
+
+@pytest.mark.parametrize("limit", [None, 3000, 5, 40])
+def test_training_rows_are_the_same_draw_plus_the_classes_it_missed(limit):
+    y = np.repeat(np.arange(10), [500, 500, 500, 500, 500, 500, 500, 500, 500, 2])
+    rows = training_rows(y, limit, seed=7, classify=True)
+    assert np.all(np.diff(rows) > 0) and set(y[rows]) == set(range(10))
+    if limit is None:
+        assert len(rows) == len(y)
+        return
+    draw = np.sort(np.random.default_rng(7).choice(len(y), limit, replace=False))
+    assert set(draw) <= set(rows) and len(rows) == limit + len(set(range(10)) - set(y[draw]))
+    regression = training_rows(y.astype(float), limit, seed=7, classify=False)
+    assert np.array_equal(regression, draw)
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import optuna
 from omegaconf import DictConfig
+from sklearn.base import is_classifier
 from threadpoolctl import threadpool_limits
 
 from pipeline.estimators import DivergenceError
@@ -34,10 +35,8 @@ class Objective:
         self.parent_run_id = parent_run_id
         self.tracker = tracker_from_config(cfg)
         train, val = training_splits(cfg)
-        limit = cfg.search.max_train_samples
-        rows = np.arange(len(train.y))
-        if limit and limit < len(rows):
-            rows = np.sort(np.random.default_rng(cfg.seed).choice(rows, int(limit), replace=False))
+        classify = is_classifier(build_estimator(cfg, train.image_shape))
+        rows = training_rows(train.y, cfg.search.max_train_samples, cfg.seed, classify)
         self.X, self.y = train.X[rows], train.y[rows]
         # The book's L2 term is (lambda / 2n) sum w^2: on n' < n rows the same lambda would
         # decay weights n/n' times harder. Trials use lambda n'/n, so a searched lambda
@@ -100,6 +99,21 @@ class Objective:
         finally:
             trial.set_user_attr("epochs", int(getattr(estimator, "n_iter_", 0)))
         return float(estimator.best_validation_score_)
+
+
+def training_rows(y: np.ndarray, limit: int | None, seed: int, classify: bool) -> np.ndarray:
+    """The rows every trial trains on, sorted: all of them, or ``limit`` drawn at random
+    (the same for every trial) and, for a classifier, one more of each class the draw
+    missed, so that a trial's network has an output for every class validation holds."""
+    rows = np.arange(len(y))
+    if not limit or limit >= len(rows):
+        return rows
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(rows, int(limit), replace=False)
+    if classify:
+        missed = np.setdiff1d(y, y[chosen])
+        chosen = np.concatenate([chosen, [rng.choice(np.flatnonzero(y == c)) for c in missed]])
+    return np.sort(chosen.astype(np.intp))
 
 
 def _keep_reason(trial: optuna.Trial, err: Exception) -> None:
