@@ -168,6 +168,12 @@ def _load_idx_dataset(cfg: Mapping[str, Any], seed: int, cache_dir: Path) -> Pre
             f"{paths['test_labels']}: labels {unseen[:10].tolist()} that no training image "
             f"has ({paths['train_labels']}): no model trained on them could predict these"
         )
+    absent = np.setdiff1d(np.arange(n_classes), train_y)
+    if absent.size:
+        raise DataError(
+            f"{paths['train_labels']}: no image of class {absent[:10].tolist()} of "
+            f"data.n_classes={n_classes}; set data.n_classes to the number of classes there"
+        )
     split = cfg["split"]
     n_val = _count(split["val"], len(train_y), "data.split.val")
     X_train, y_train, X_val, y_val = _stratified_split(

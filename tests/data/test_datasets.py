@@ -211,6 +211,18 @@ def test_a_test_class_absent_from_training_is_refused(tmp_path):
     assert str(info.value).startswith(str(files["test_labels"]))
 
 
+def test_n_classes_beyond_the_classes_the_training_labels_hold_is_refused(tmp_path):
+    files = make_idx_dataset(tmp_path, gz=False)
+    write_idx(files["train_labels"], (np.arange(120) % 3).astype(np.uint8))
+    write_idx(files["test_labels"], (np.arange(40) % 3).astype(np.uint8))
+    with pytest.raises(DataError, match=r"no image of class \[3, 4\] of data.n_classes=5") as info:
+        checked_load(data_cfg("idx", path=str(tmp_path), n_classes=5), seed=0, cache_dir=tmp_path)
+    assert str(info.value).startswith(str(files["train_labels"]))
+    loaded = checked_load(data_cfg("idx", path=str(tmp_path), n_classes=3), seed=0,
+                          cache_dir=tmp_path)  # fmt: skip
+    assert loaded.n_classes == 3
+
+
 def test_image_shape_checked(tmp_path):
     make_idx_dataset(tmp_path, shape=(8, 8))
     cfg = data_cfg("mnist", path=str(tmp_path), split={"val": 20})
