@@ -1,5 +1,5 @@
 """What a search leaves: best_params.yaml (a config fragment train merges), trials.csv,
-summary.md (baseline vs best), and plots named after the metric and the book's symbols."""
+summary.md (baseline, best and chosen), and plots named after the metric and the book's symbols."""
 
 from __future__ import annotations
 
@@ -68,12 +68,12 @@ class Choice:
 
     @property
     def kept_baseline(self) -> bool:
-        return self.chosen is not self.best
+        return self.chosen.number != self.best.number
 
     def reason(self) -> str:
         if self.baseline is None:
             return "the best trial (no baseline in the study)"
-        if self.best is self.baseline:
+        if self.best.number == self.baseline.number:
             return "the best trial, the baseline (the configured values)"
         gain = 100 * (self.best.value - self.baseline.value)
         errors = f"{self.min_gain_se:g} standard error" + ("" if self.min_gain_se == 1 else "s")
@@ -96,7 +96,7 @@ def choose_trial(
     The two models err on many of the same images, so the true noise is smaller: the rule
     errs towards the book's values."""
     best, baseline = best_trial(study, complete), baseline_trial(study)
-    if baseline is None or best is baseline or baseline.number == best.number:
+    if baseline is None or baseline.number == best.number:
         return Choice(best, best, baseline, None, n_val, min_gain_se)
     p1, p2 = float(best.value), float(baseline.value)
     se = math.sqrt(max(p1 * (1 - p1) + p2 * (1 - p2), 0.0) / max(n_val, 1))
@@ -104,12 +104,12 @@ def choose_trial(
     return Choice(baseline if keep else best, best, baseline, se, n_val, min_gain_se)
 
 
-def best_config(cfg: DictConfig, best: FrozenTrial) -> dict:
-    """The best trial as a config fragment: its searched values only. Its epoch count is
+def trial_config(cfg: DictConfig, trial: FrozenTrial) -> dict:
+    """A trial as a config fragment: its searched values only. Its epoch count is
     not among them unless ``epochs`` was searched: a trial trains on a subset for at most
     ``search.epochs``, so train keeps ``train.epochs`` as its maximum and stops early on
     validation."""
-    return as_config(estimator_overrides(best.params, cfg))
+    return as_config(estimator_overrides(trial.params, cfg))
 
 
 def write_outputs(cfg: DictConfig, study: optuna.Study, n_val: int) -> dict:
@@ -125,7 +125,7 @@ def write_outputs(cfg: DictConfig, study: optuna.Study, n_val: int) -> dict:
     choice = choose_trial(study, complete, n_val, float(cfg.search.min_gain_se))
     chosen, best, baseline = choice.chosen, choice.best, choice.baseline
     out = Path(cfg.paths.search)
-    fragment = best_config(cfg, chosen)
+    fragment = trial_config(cfg, chosen)
     document = {"study": study.study_name, "trial": chosen.number, "value": float(chosen.value),
                 "epochs": int(chosen.user_attrs.get("epochs", 0)),
                 "model": cfg.model.name, "dataset": cfg.data.name}  # fmt: skip
