@@ -99,7 +99,7 @@ def choose_trial(
     if baseline is None or baseline.number == best.number:
         return Choice(best, best, baseline, None, n_val, min_gain_se)
     p1, p2 = float(best.value), float(baseline.value)
-    se = math.sqrt(max(p1 * (1 - p1) + p2 * (1 - p2), 0.0) / max(n_val, 1))
+    se = math.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / n_val)  # accuracies in [0, 1]
     keep = p1 - p2 <= min_gain_se * se
     return Choice(baseline if keep else best, best, baseline, se, n_val, min_gain_se)
 
